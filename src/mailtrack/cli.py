@@ -1,0 +1,166 @@
+"""The `mailtrack` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import SETTINGS, Config, ensure_secret, load_config
+from .errors import ConfigError, MailtrackError
+
+
+def _config(ctx: click.Context) -> Config:
+    try:
+        return ensure_secret(load_config(file=ctx.obj.get("config_file")))
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _store(config: Config) -> Any:
+    from .store.db import open_store
+
+    try:
+        return open_store(config.database_url)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="MAILTRACK_CONFIG",
+              help="TOML file with settings (environment variables MAILTRACK_* win).")
+@click.version_option(package_name="mailtrack")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None) -> None:
+    """mailtrack — email delivery and tracking for business applications.
+
+    Settings come from MAILTRACK_* environment variables; `mailtrack settings` lists them.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["config_file"] = config_file
+
+
+@main.command()
+@click.option("--role", "roles", multiple=True, type=click.Choice(["api", "worker", "inbound"]),
+              help="Run only these parts (repeatable). Default: all, as set by MAILTRACK_WORKER/INBOUND.")
+@click.pass_context
+def serve(ctx: click.Context, roles: tuple[str, ...]) -> None:
+    """Run the HTTP API/UI/tracking, the delivery worker and the inbound SMTP server."""
+    from .serve import run_roles, setup_logging
+
+    config = _config(ctx)
+    setup_logging(config.log_level)
+    if not roles:
+        roles = ("api",) + (("worker",) if config.worker else ()) + (("inbound",) if config.inbound else ())
+    store = _store(config)
+    host, port = config.http
+    if "api" in roles:
+        click.echo(f"mailtrack serving on http://{host}:{port}  (roles: {', '.join(roles)}; "
+                   f"database: {_safe_url(config.database_url)})")
+    asyncio.run(run_roles(config, roles, store))
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run only the delivery worker (run several against one PostgreSQL to scale out)."""
+    from .serve import run_roles, setup_logging
+
+    config = _config(ctx)
+    setup_logging(config.log_level)
+    asyncio.run(run_roles(config, ("worker",), _store(config)))
+
+
+@main.command()
+@click.pass_context
+def inbound(ctx: click.Context) -> None:
+    """Run only the inbound SMTP server for bounces and feedback reports."""
+    from .serve import run_roles, setup_logging
+
+    config = _config(ctx)
+    setup_logging(config.log_level)
+    asyncio.run(run_roles(config, ("inbound",), _store(config)))
+
+
+@main.command("settings")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def settings_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List every setting: name, current value, default and what it does."""
+    config = load_config(file=ctx.obj.get("config_file")) if not as_json else None
+    rows = []
+    for s in SETTINGS:
+        value = getattr(config, s.name.lower()) if config else None
+        shown = "(set)" if s.secret and value else value
+        rows.append({"name": f"MAILTRACK_{s.name}", "default": s.default, "value": shown, "help": s.help})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        click.echo(f"{r['name']}\n    {r['help']}\n    default: {r['default'] or '(empty)'}   now: {r['value']}")
+
+
+@main.group()
+def apikey() -> None:
+    """Manage API keys."""
+
+
+@apikey.command("create")
+@click.option("--account", required=True, help="Account (site) name; created when missing.")
+@click.pass_context
+def apikey_create(ctx: click.Context, account: str) -> None:
+    """Create an API key; the key is printed alone on the last line (shown only once)."""
+    from .store import accounts
+
+    store = _store(_config(ctx))
+    with store.write() as conn:
+        acct = accounts.get_or_create_account(conn, account)
+        key = accounts.create_api_key(conn, acct)
+    click.echo(f"API key for account {account!r} (store it now; it is not shown again):", err=False)
+    click.echo(key)
+
+
+def _register_optional() -> None:
+    """Commands that live with their component."""
+    from importlib import import_module
+
+    for module, attr in (
+        ("mailtrack.bounces.command", "bounce"),
+        ("mailtrack.simulator.command", "simulator_command"),
+        ("mailtrack.cli_mail", "send"),
+        ("mailtrack.cli_mail", "status"),
+        ("mailtrack.web.command", "user"),
+        ("mailtrack.web.command", "demo"),
+    ):
+        try:
+            cmd = getattr(import_module(module), attr)
+        except (ImportError, AttributeError):
+            continue
+        main.add_command(cmd)
+
+
+_register_optional()
+
+
+def run() -> None:  # pragma: no cover - console entry
+    try:
+        main()
+    except MailtrackError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
+
+__all__ = ["Path", "main", "run"]

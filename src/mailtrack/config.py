@@ -1,0 +1,212 @@
+"""Settings declared as data: name, default, one-line help, parser.
+
+Values come from ``MAILTRACK_<NAME>`` environment variables, then an optional TOML file
+(``MAILTRACK_CONFIG`` or ``--config``), then the defaults. ``mailtrack settings`` lists them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def parse_duration(text: str) -> float:
+    """'250ms', '5s', '5m', '1h', '5d' or a bare number of seconds → seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h, 5d)")
+    value = float(m.group(1))
+    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[m.group(2)]
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def parse_bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    if text.strip().lower() in ("", "default"):
+        return ()
+    steps = tuple(parse_duration(p) for p in text.split(","))
+    if any(s <= 0 for s in steps):
+        raise ValueError("retry steps must be positive")
+    return steps
+
+
+def parse_transport_map(text: str) -> dict[str, str]:
+    """'example.test=127.0.0.1:2526, *=mx' → {'example.test': '127.0.0.1:2526', '*': 'mx'}."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        domain, sep, target = part.partition("=")
+        if not sep or not domain.strip() or not target.strip():
+            raise ValueError(f"transport map entry {part!r} is not DOMAIN=TARGET")
+        target = target.strip()
+        if target.lower() != "mx":
+            parse_hostport(target)
+        out[domain.strip().lower()] = target
+    return out
+
+
+def _int(text: str) -> int:
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", "sqlite:///./var/mailtrack.db",
+            "SQLAlchemy URL: sqlite:///PATH (embedded) or postgresql+psycopg://USER@HOST/DB"),
+    Setting("HTTP", "127.0.0.1:8000", "HOST:PORT of the HTTP API, web UI and tracking endpoints",
+            parse_hostport),
+    Setting("INBOUND_SMTP", "127.0.0.1:2525",
+            "HOST:PORT of the inbound SMTP server for bounces and feedback reports", parse_hostport),
+    Setting("PUBLIC_URL", "http://127.0.0.1:8000",
+            "Base URL recipients' mail clients reach for the open pixel and click redirects"),
+    Setting("BOUNCE_DOMAIN", "bounces.mailtrack.test",
+            "Domain of the VERP return path bounces+TOKEN@DOMAIN (its MX must point at INBOUND_SMTP)"),
+    Setting("SECRET_KEY", "", "Key for signing tokens (VERP, pixel, links) and sessions; "
+            "generated into var/secret_key when empty", secret=True),
+    Setting("TRANSPORT_MAP", "*=mx",
+            "Routing like Postfix transport maps: 'example.test=127.0.0.1:2526, *=mx'",
+            parse_transport_map),
+    Setting("SMARTHOST", "", "Relay every message through HOST:PORT instead of MX lookups (empty: off)"),
+    Setting("SMARTHOST_USER", "", "AUTH user for the smarthost"),
+    Setting("SMARTHOST_PASSWORD", "", "AUTH password for the smarthost", secret=True),
+    Setting("REQUIRE_TLS", "false", "Refuse to deliver over a connection without STARTTLS", parse_bool),
+    Setting("RETRY_SCHEDULE", "default",
+            "Retry delays, e.g. '1s,2s,5s' (last repeats); default 5m doubling to 1h with jitter",
+            parse_schedule),
+    Setting("MAX_QUEUE_AGE", "5d", "Give up (soft_bounce) when the first attempt is older than this",
+            parse_duration),
+    Setting("SMTP_TIMEOUT", "300s", "Timeout for each SMTP command/reply (RFC 5321 §4.5.3.2)",
+            parse_duration),
+    Setting("MAX_CONNECTIONS", "100", "Concurrent outbound SMTP connections in total", _int),
+    Setting("MAX_CONNECTIONS_PER_HOST", "10", "Concurrent outbound SMTP connections per destination",
+            _int),
+    Setting("SUPPRESS_HARD_BOUNCES", "true", "Add hard-bounced addresses to the suppression list",
+            parse_bool),
+    Setting("MAX_MESSAGE_SIZE", "25MB", "Largest email accepted by the API (bytes; KB/MB suffixes)",
+            lambda t: _size(t)),
+    Setting("INBOUND_MAX_SIZE", "10MB", "Largest message accepted by the inbound SMTP server",
+            lambda t: _size(t)),
+    Setting("INBOUND_RETENTION", "30d", "How long raw inbound reports are kept", parse_duration),
+    Setting("WORKER", "true", "Run the delivery worker inside 'mailtrack serve'", parse_bool),
+    Setting("INBOUND", "true", "Run the inbound SMTP server inside 'mailtrack serve'", parse_bool),
+    Setting("LOG_LEVEL", "info", "debug, info, warning or error"),
+)
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*(B|KB|MB|GB)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 25MB)")
+    mult = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}[(m.group(2) or "b").lower()]
+    return int(m.group(1)) * mult
+
+
+class Config:
+    """Resolved settings; attribute names are the lower-cased setting names."""
+
+    database_url: str
+    http: tuple[str, int]
+    inbound_smtp: tuple[str, int]
+    public_url: str
+    bounce_domain: str
+    secret_key: str
+    transport_map: dict[str, str]
+    smarthost: str
+    smarthost_user: str
+    smarthost_password: str
+    require_tls: bool
+    retry_schedule: tuple[float, ...]
+    max_queue_age: float
+    smtp_timeout: float
+    max_connections: int
+    max_connections_per_host: int
+    suppress_hard_bounces: bool
+    max_message_size: int
+    inbound_max_size: int
+    inbound_retention: float
+    worker: bool
+    inbound: bool
+    log_level: str
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        for k, v in values.items():
+            setattr(self, k.lower(), v)
+
+    def replace(self, **changes: Any) -> Config:
+        values = {s.name: getattr(self, s.name.lower()) for s in SETTINGS}
+        values.update({k.upper(): v for k, v in changes.items()})
+        return Config(values)
+
+
+def load_config(env: Mapping[str, str] | None = None, file: str | Path | None = None) -> Config:
+    """Resolve every setting; raise ConfigError naming each bad one."""
+    env = os.environ if env is None else env
+    file = file or env.get("MAILTRACK_CONFIG")
+    from_file: dict[str, Any] = {}
+    if file:
+        try:
+            from_file = {k.upper(): v for k, v in tomllib.loads(Path(file).read_text()).items()}
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read config file {file}: {e}") from e
+    known = {s.name for s in SETTINGS}
+    unknown = sorted(set(from_file) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {file}: {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for s in SETTINGS:
+        raw = env.get(f"MAILTRACK_{s.name}")
+        if raw is None:
+            raw = str(from_file.get(s.name, s.default))
+        try:
+            values[s.name] = s.parse(raw)
+        except (ValueError, TypeError) as e:
+            errors.append(f"MAILTRACK_{s.name}: {e}")
+    if errors:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(errors))
+    return Config(values)
+
+
+def ensure_secret(config: Config, var_dir: Path = Path("var")) -> Config:
+    """Use the configured secret, or a generated one kept in var/secret_key."""
+    if config.secret_key:
+        return config
+    import secrets
+
+    path = var_dir / "secret_key"
+    if path.exists():
+        key = path.read_text().strip()
+    else:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        path.write_text(key)
+        path.chmod(0o600)
+    return config.replace(secret_key=key)

@@ -1,0 +1,78 @@
+"""Run the service: HTTP (API, UI, tracking), the delivery worker and the inbound SMTP server in one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import uvicorn
+
+from .api.app import create_app
+from .config import Config
+from .store.db import Store, open_store
+
+log = logging.getLogger("mailtrack")
+ROLES = ("api", "worker", "inbound")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None = None,
+                    ready: asyncio.Event | None = None) -> None:
+    """Run the chosen roles until cancelled or SIGINT/SIGTERM."""
+    store = store or open_store(config.database_url)
+    tasks: list[asyncio.Task[Any]] = []
+    stoppers: list[Any] = []
+    worker = None
+    if "worker" in roles:
+        from .delivery.worker import Worker
+
+        worker = Worker(config, store)
+        tasks.append(asyncio.create_task(worker.run(), name="worker"))
+        stoppers.append(worker.stop)
+    if "inbound" in roles:
+        from .inbound.server import InboundServer
+
+        inbound = InboundServer(config, store)
+        await inbound.start()
+        log.info("inbound SMTP on %s:%s", *config.inbound_smtp)
+        stoppers.append(inbound.stop)
+    server = None
+    if "api" in roles:
+        app = create_app(config, store, on_spooled=worker.wake_threadsafe if worker else None)
+        host, port = config.http
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                               access_log=False, lifespan="off"))
+        tasks.append(asyncio.create_task(server.serve(), name="http"))
+        log.info("HTTP on http://%s:%s", host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not waiter and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+    finally:
+        if server is not None:
+            server.should_exit = True
+        for s in stoppers:
+            await s()
+        for t in tasks:
+            if not t.done():
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(t, timeout=5)
+        store.dispose()

@@ -1,0 +1,118 @@
+"""Accounts (the "site"), API keys, clients and web users."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from ..errors import Conflict, NotFound
+from .ids import now
+from .schema import accounts, api_keys, clients, users
+
+KEY_PREFIX = "mt_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def get_or_create_account(conn: Connection, name: str) -> int:
+    found = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).scalar()
+    if found is not None:
+        return int(found)
+    res = conn.execute(insert(accounts).values(name=name, track_default=True, created_at=now()))
+    return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+
+def get_account(conn: Connection, account_id: int) -> dict[str, Any]:
+    row = conn.execute(select(accounts).where(accounts.c.id == account_id)).mappings().first()
+    if row is None:
+        raise NotFound("no such account")
+    return dict(row)
+
+
+def set_track_default(conn: Connection, account_id: int, value: bool) -> None:
+    conn.execute(update(accounts).where(accounts.c.id == account_id).values(track_default=value))
+
+
+def create_api_key(conn: Connection, account_id: int) -> str:
+    """A new key; only its hash is stored, so this is the one time it can be shown."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    conn.execute(
+        insert(api_keys).values(
+            account_id=account_id, key_hash=hash_key(key), prefix=key[:10], created_at=now()
+        )
+    )
+    return key
+
+
+def account_for_key(conn: Connection, key: str) -> int | None:
+    found = conn.execute(select(api_keys.c.account_id).where(api_keys.c.key_hash == hash_key(key))).scalar()
+    return None if found is None else int(found)
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+def list_clients(conn: Connection, account_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(clients).where(clients.c.account_id == account_id).order_by(clients.c.name)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def find_client(conn: Connection, account_id: int, ref: str | int) -> dict[str, Any]:
+    """A client by numeric id or external reference, scoped to the account."""
+    q = select(clients).where(clients.c.account_id == account_id)
+    text = str(ref)
+    row = conn.execute(q.where(clients.c.external_ref == text)).mappings().first()
+    if row is None and text.isdigit():
+        row = conn.execute(q.where(clients.c.id == int(text))).mappings().first()
+    if row is None:
+        raise NotFound(f"no client {text!r} in this account", field="client")
+    return dict(row)
+
+
+def create_client(
+    conn: Connection, account_id: int, external_ref: str, name: str | None, tracking: bool | None
+) -> dict[str, Any]:
+    exists = conn.execute(
+        select(clients.c.id).where(clients.c.account_id == account_id, clients.c.external_ref == external_ref)
+    ).scalar()
+    if exists is not None:
+        raise Conflict(f"client {external_ref!r} already exists", field="external_ref")
+    conn.execute(
+        insert(clients).values(
+            account_id=account_id, external_ref=external_ref, name=name or external_ref,
+            tracking=tracking, created_at=now(),
+        )
+    )
+    return find_client(conn, account_id, external_ref)
+
+
+def set_client_tracking(conn: Connection, account_id: int, ref: str | int, tracking: bool | None) -> dict[str, Any]:
+    client = find_client(conn, account_id, ref)
+    conn.execute(update(clients).where(clients.c.id == client["id"]).values(tracking=tracking))
+    return find_client(conn, account_id, client["external_ref"])
+
+
+# --- users -----------------------------------------------------------------------------------
+
+def add_user(conn: Connection, account_id: int, email: str, password_hash: str) -> int:
+    existing = conn.execute(select(users.c.id).where(users.c.email == email.lower())).scalar()
+    if existing is not None:
+        conn.execute(
+            update(users).where(users.c.id == existing).values(password_hash=password_hash, account_id=account_id)
+        )
+        return int(existing)
+    res = conn.execute(
+        insert(users).values(account_id=account_id, email=email.lower(), password_hash=password_hash, created_at=now())
+    )
+    return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+
+def find_user(conn: Connection, email: str) -> dict[str, Any] | None:
+    row = conn.execute(select(users).where(users.c.email == email.lower())).mappings().first()
+    return None if row is None else dict(row)

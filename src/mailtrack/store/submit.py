@@ -1,0 +1,121 @@
+"""Submission: one transaction stores the email, its recipients and their first events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from ..domain.status import Status
+from ..domain.tracking import resolve_tracking
+from . import accounts as acc
+from .ids import new_id, now
+from .schema import attachments, emails, events, recipients
+from .suppressions import suppressed_among
+
+
+@dataclass
+class NewRecipient:
+    name: str
+    address: str  # normalised, domain lower-case
+    kind: str  # to | cc | bcc
+
+
+@dataclass
+class NewEmail:
+    from_addr: str
+    recipients: list[NewRecipient]
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    reply_to: str | None = None
+    to_header: str = ""
+    cc_header: str = ""
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    source_type: str | None = None
+    source_reference: str | None = None
+    source_event: str | None = None
+    client: str | None = None
+    tracking: bool | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    size: int = 0
+
+
+def _existing(conn: Connection, account_id: int, key: str) -> str | None:
+    found = conn.execute(
+        select(emails.c.id).where(emails.c.account_id == account_id, emails.c.idempotency_key == key)
+    ).scalar()
+    return None if found is None else str(found)
+
+
+def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tuple[str, bool]]:
+    """Store emails; returns (email id, created) in order — created is False for an idempotent replay."""
+    account = acc.get_account(conn, account_id)
+    wanted = {r.address.lower() for e in batch for r in e.recipients}
+    suppressed = suppressed_among(conn, account_id, wanted)
+    t = now()
+    email_rows: list[dict[str, Any]] = []
+    att_rows: list[dict[str, Any]] = []
+    rcpt_rows: list[dict[str, Any]] = []
+    event_rows: list[dict[str, Any]] = []
+    out: list[tuple[str, bool]] = []
+    seen_keys: dict[str, str] = {}
+    client_cache: dict[str, dict[str, Any]] = {}
+    for e in batch:
+        if e.idempotency_key:
+            prior = seen_keys.get(e.idempotency_key) or _existing(conn, account_id, e.idempotency_key)
+            if prior:
+                out.append((prior, False))
+                continue
+        client_row = None
+        if e.client is not None:
+            if e.client not in client_cache:
+                client_cache[e.client] = acc.find_client(conn, account_id, e.client)
+            client_row = client_cache[e.client]
+        tracking = resolve_tracking(
+            bool(account["track_default"]), client_row["tracking"] if client_row else None, e.tracking
+        )
+        eid = new_id()
+        if e.idempotency_key:
+            seen_keys[e.idempotency_key] = eid
+        email_rows.append({
+            "id": eid, "account_id": account_id, "client_id": client_row["id"] if client_row else None,
+            "idempotency_key": e.idempotency_key, "from_addr": e.from_addr, "reply_to": e.reply_to,
+            "to_header": e.to_header, "cc_header": e.cc_header, "subject": e.subject,
+            "text_body": e.text, "html_body": e.html, "headers_json": json.dumps(e.headers),
+            "metadata_json": json.dumps(e.metadata), "source_type": e.source_type,
+            "source_reference": e.source_reference, "source_event": e.source_event,
+            "tracking": tracking, "tracking_override": e.tracking, "size": e.size, "created_at": t,
+        })
+        att_rows += [
+            {"email_id": eid, "filename": fn, "content_type": ct, "content": data} for fn, ct, data in e.attachments
+        ]
+        for r in e.recipients:
+            rid = new_id()
+            reason = suppressed.get(r.address.lower())
+            status = Status.REJECTED if reason is not None else Status.SPOOLED
+            shown = f"on the suppression list: {reason}" if reason is not None else None
+            rcpt_rows.append({
+                "id": rid, "email_id": eid, "account_id": account_id, "address": r.address,
+                "domain": r.address.rpartition("@")[2], "kind": r.kind, "status": status.value,
+                "reason": shown, "attempts": 0,
+                "next_attempt_at": t if status is Status.SPOOLED else None, "updated_at": t,
+                "opens_total": 0, "opens_human": 0, "clicks_total": 0, "clicks_human": 0, "complained": False,
+            })
+            base = {"recipient_id": rid, "email_id": eid, "account_id": account_id, "at": t,
+                    "data_json": None, "dedupe_key": None}
+            event_rows.append({**base, "type": Status.CREATING.value, "reason": None})
+            event_rows.append({**base, "type": status.value, "reason": shown})
+        out.append((eid, True))
+    if email_rows:
+        conn.execute(insert(emails), email_rows)
+        if att_rows:
+            conn.execute(insert(attachments), att_rows)
+        if rcpt_rows:
+            conn.execute(insert(recipients), rcpt_rows)
+            conn.execute(insert(events), event_rows)
+    return out
