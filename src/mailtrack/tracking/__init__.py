@@ -1,0 +1,1 @@
+"""Open and click tracking: HTML injection, signed-token endpoints, hit classification, group commit."""
