@@ -1,0 +1,165 @@
+"""RFC 3464 delivery status notifications (message/delivery-status, or its fields in text)."""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+
+from mailtrack.bounces.addresses import clean_address, is_system_address
+from mailtrack.bounces.message import Returned, part_text
+from mailtrack.bounces.model import Kind, RecipientResult, Report
+from mailtrack.bounces.results import result, status_of, text_near, tidy
+
+NAME = "dsn"
+
+_FIELD = re.compile(r"([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*:[ \t]*(.*)")
+_RECIPIENT_FIELDS = ("final-recipient", "original-recipient", "x-actual-recipient")
+_ACTIONS: dict[str, Kind] = {
+    "failed": "bounce", "failure": "bounce", "error": "bounce", "expired": "bounce",
+    "delayed": "delay", "delay": "delay",
+    "delivered": "delivered", "relayed": "delivered", "expanded": "delivered", "deliverable": "delivered",
+}  # fmt: skip
+_DELAY_WORDS = ("delayed", "delay", "warning", "still being retried", "will be retried", "not yet been delivered")
+
+
+def parse_fields(text: str) -> list[dict[str, str]]:
+    """Blocks of "Name: value" fields separated by blank lines (names lower-cased, first wins)."""
+    blocks: list[dict[str, str]] = []
+    block: dict[str, str] = {}
+    last = ""
+    for line in text.replace("\r\n", "\n").split("\n")[:2000]:
+        if not line.strip():
+            if block:
+                blocks.append(block)
+            block, last = {}, ""
+            continue
+        if line[0] in " \t" and last:
+            block[last] += " " + line.strip()
+            continue
+        match = _FIELD.match(line)
+        if match:
+            last = match.group(1).lower()
+            if last in _RECIPIENT_FIELDS and _is_recipient_block(block):
+                blocks.append(block)  # a new recipient without the blank line between
+                block = {}
+            if last in block:
+                last = ""  # keep the first value; ignore a repeated field's continuation too
+                continue
+            block[last] = match.group(2).strip()
+    if block:
+        blocks.append(block)
+    return blocks
+
+
+def _blocks_of(part: Message) -> list[dict[str, str]]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        text = "\n\n".join(
+            "\n".join(f"{k}: {_header_text(v)}" for k, v in sub.items()) for sub in payload if isinstance(sub, Message)
+        )
+        return parse_fields(text)
+    return parse_fields(part_text(part))
+
+
+def _header_text(value: object) -> str:
+    text = str(value)
+    if "\x1b$" in text:  # raw ISO-2022-JP in a field
+        try:
+            return text.encode("latin-1").decode("iso-2022-jp")
+        except (UnicodeError, LookupError):
+            return text
+    return text
+
+
+def _is_recipient_block(block: dict[str, str]) -> bool:
+    return any(name in block for name in _RECIPIENT_FIELDS) and ("action" in block or "status" in block)
+
+
+def _address(block: dict[str, str]) -> str | None:
+    final = clean_address(block.get("final-recipient"))
+    original = clean_address(block.get("original-recipient"))
+    if final and "@" in final and "." in final.rsplit("@", 1)[1]:
+        return final
+    return original or final or clean_address(block.get("x-actual-recipient"))
+
+
+def _kind(block: dict[str, str], status: str | None) -> Kind:
+    action = block.get("action", "").lower().split("(")[0].strip()
+    if action in _ACTIONS:
+        return _ACTIONS[action]
+    if "will-retry-until" in block:
+        return "delay"
+    if status and status.startswith("2"):
+        return "delivered"
+    return "bounce"
+
+
+def recipients_from_blocks(blocks: list[dict[str, str]], context: str, subject: str) -> list[RecipientResult]:
+    """One RecipientResult per per-recipient DSN block."""
+    results: list[RecipientResult] = []
+    delay_hint = any(word in subject.lower() for word in _DELAY_WORDS)
+    for block in blocks:
+        if not _is_recipient_block(block):
+            continue
+        address = _address(block)
+        diagnostic = tidy(block.get("diagnostic-code", ""))
+        status = status_of(block.get("status", "")) or status_of(diagnostic)
+        comment = block.get("status", "").partition("(")[2].rstrip(")")
+        if not diagnostic and comment:
+            diagnostic = comment.strip()
+        kind = _kind(block, status)
+        if kind == "bounce" and delay_hint and "action" not in block and (status or "").startswith("4"):
+            kind = "delay"
+        near = text_near(context, address) if address else ""
+        results.append(
+            result(
+                address,
+                diagnostic or tidy(near),
+                detail=block.get("diagnostic-code", "") or diagnostic,
+                status=status,
+                context=near or context[:2000],
+                kind=kind,
+                action=kind_action(kind),
+                remote_mta=clean_address(block.get("remote-mta")) if block.get("remote-mta") else None,
+            )
+        )
+    return results
+
+
+def kind_action(kind: Kind) -> str:
+    return {"bounce": "failed", "delay": "delayed", "delivered": "delivered"}.get(kind, kind)
+
+
+def overall(results: list[RecipientResult]) -> tuple[Kind, list[RecipientResult]]:
+    """The message's kind and the recipients it is about (failures first, then delays)."""
+    for kind, action in (("bounce", "failed"), ("delay", "delayed"), ("delivered", "delivered")):
+        chosen = [r for r in results if r.action == action]
+        if chosen:
+            if kind == "bounce":
+                chosen = [r for r in results if r.action in ("failed", "delayed")]
+            return kind, chosen  # type: ignore[return-value]
+    return "unknown", results
+
+
+def detect(msg: Returned) -> Report | None:
+    blocks: list[dict[str, str]] = []
+    for part in msg.parts_of("message/delivery-status", "message/global-delivery-status"):
+        blocks.extend(_blocks_of(part))
+    if not any(_is_recipient_block(b) for b in blocks):
+        # A bounce forwarded as an attachment still reports on our message.
+        for part in msg.nested_parts:
+            if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
+                blocks.extend(_blocks_of(part))
+    if not any(_is_recipient_block(b) for b in blocks):
+        # Some MTAs put the DSN fields into a text part instead.
+        for part in msg.parts:
+            if part.get_content_maintype() == "text" and part.get_content_type() != "text/rfc822-headers":
+                text = part_text(part)
+                if "final-recipient:" in text.lower() or "original-recipient:" in text.lower():
+                    blocks.extend(parse_fields(text))
+    results = recipients_from_blocks(blocks, msg.report_text, msg.subject)
+    results = [r for r in results if not (r.address and is_system_address(r.address) and len(results) > 1)]
+    if not results:
+        return None
+    kind, chosen = overall(results)
+    return Report(kind=kind, recipients=chosen)

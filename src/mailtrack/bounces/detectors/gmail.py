@@ -1,0 +1,25 @@
+"""Gmail / Google Workspace and Outlook.com style: "Delivery to the following recipient failed"."""
+
+from __future__ import annotations
+
+from mailtrack.bounces.detectors.common import blocks_report, find_line
+from mailtrack.bounces.message import Returned
+from mailtrack.bounces.model import Kind, Report
+
+NAME = "gmail"
+
+_FAILED = (
+    "the following recipient failed", "the following recipients failed",
+    "** address not found **", "** message not delivered **", "message not delivered",
+    "delivery to these recipients or groups failed", "delivery to the following recipient has been delayed",
+    "delivery to the following recipients has been delayed",
+)  # fmt: skip
+
+
+def detect(msg: Returned) -> Report | None:
+    lines = msg.report_text.split("\n")
+    start = find_line(lines, *_FAILED)
+    if start == -1:
+        return None
+    kind: Kind | None = "delay" if "delayed" in lines[start].lower() else None
+    return blocks_report(msg, lines, start + 1, kind=kind)

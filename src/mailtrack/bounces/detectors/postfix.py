@@ -1,0 +1,24 @@
+"""Postfix without a DSN part, and other MTAs listing "address: reason" lines (OpenSMTPD)."""
+
+from __future__ import annotations
+
+from mailtrack.bounces.detectors.common import blocks_report, find_line
+from mailtrack.bounces.message import Returned
+from mailtrack.bounces.model import Report
+
+NAME = "postfix"
+
+_MARKERS = (
+    "this is the mail system at host", "this is the postfix program",
+    "could not be delivered to one or more destinations",
+    "an error has occurred while attempting to deliver a message for",
+    "your message could not be delivered to one or more recipients",
+)  # fmt: skip
+
+
+def detect(msg: Returned) -> Report | None:
+    lines = msg.report_text.split("\n")
+    start = find_line(lines, *_MARKERS)
+    if start == -1:
+        return None
+    return blocks_report(msg, lines, start + 1)

@@ -1,0 +1,26 @@
+"""Reports as JSON-ready dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailtrack.bounces.model import Report
+
+
+def report_to_json(report: Report, file: str | None = None) -> dict[str, Any]:
+    """``{"file", "kind", "recipients": [{"address", "status", "reason", "hard", "diagnostic"}], "feedback_type"}``."""
+    return {
+        "file": file,
+        "kind": report.kind,
+        "recipients": [
+            {
+                "address": r.address,
+                "status": r.status,
+                "reason": r.reason,
+                "hard": r.hard,
+                "diagnostic": r.diagnostic,
+            }
+            for r in report.recipients
+        ],
+        "feedback_type": report.feedback_type,
+    }
