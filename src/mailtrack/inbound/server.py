@@ -1,0 +1,195 @@
+"""The inbound SMTP server: aiosmtpd in the running loop, storage before 250, processing after it.
+
+A message is answered 250 only once its raw bytes are committed (state "stored"). A single
+background consumer then parses and applies it off the event loop. On start, and every sweep
+interval, messages left "stored" (a crash, a database outage) are queued again, and messages older
+than the retention period are purged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..config import Config
+from ..store import inbound
+from ..store.db import Store
+from ..store.ids import now
+from . import handler as replies
+from .apply import process
+from .handler import InboundHandler
+from .limits import Limits, check
+
+log = logging.getLogger("mailtrack.inbound")
+
+IDENT = "ESMTP mailtrack inbound"
+_LIMIT_REPLIES = {"header": replies.HEADER_TOO_BIG, "depth": replies.TOO_COMPLEX, "parts": replies.TOO_COMPLEX}
+# A message still "stored" this long after arrival was missed (crash, outage): the sweep retries it.
+_STALE_AFTER = 30.0
+
+
+class _InboundSMTP(SMTP):
+    """aiosmtpd's SMTP with a whole-session deadline, a connection cap and enhanced size codes."""
+
+    def __init__(self, smtp_handler: InboundHandler, owner: InboundServer, **kwargs: Any) -> None:
+        super().__init__(smtp_handler, **kwargs)
+        self._owner = owner
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None  # connection_made runs again after STARTTLS
+        super().connection_made(transport)
+        if not first:
+            return
+        conns = self._owner.connections
+        if len(conns) >= self._owner.limits.max_connections:
+            self._refuse(replies.TOO_MANY_CONNECTIONS)
+            return
+        conns.add(self)
+        self._deadline = self.loop.call_later(self._owner.limits.max_session, self._refuse,
+                                              replies.SESSION_TOO_LONG)
+
+    def _refuse(self, reply: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            if isinstance(self.transport, asyncio.WriteTransport):
+                self.transport.write(reply.encode() + b"\r\n")
+            self.transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._owner.connections.discard(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(error)
+
+    async def push(self, status: AnyStr) -> None:
+        # aiosmtpd's own size replies ("552 Error: ...") carry no enhanced status code
+        if isinstance(status, str) and status.startswith("552 Error"):
+            await super().push(replies.TOO_BIG)
+            return
+        await super().push(status)
+
+
+class InboundServer:
+    """Receives bounces, feedback reports and auto-replies for ``config.bounce_domain``."""
+
+    def __init__(self, config: Config, store: Store, *, limits: Limits | None = None,
+                 sweep_interval: float = 60.0) -> None:
+        self.config = config
+        self.store = store
+        self.limits = limits or Limits.from_config(config)
+        self.sweep_interval = sweep_interval
+        self.host, self.port = config.inbound_smtp
+        self.connections: set[_InboundSMTP] = set()
+        self._server: asyncio.Server | None = None
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queued: set[int] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Listen (with port 0 the real port is read back into ``self.port``), then process what is pending."""
+        if self._server is not None:
+            raise RuntimeError("inbound server already started")
+        loop = asyncio.get_running_loop()
+        smtp_handler = InboundHandler(self.config.bounce_domain, self._accept, self.limits.max_recipients)
+        lim = self.limits
+
+        def protocol() -> _InboundSMTP:
+            return _InboundSMTP(
+                smtp_handler, self, data_size_limit=lim.max_size, hostname=self.config.bounce_domain,
+                ident=IDENT, enable_SMTPUTF8=True, timeout=lim.idle_timeout,
+                command_call_limit=lim.max_commands, loop=loop,
+            )
+
+        self._server = await loop.create_server(protocol, self.host, self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._tasks = [loop.create_task(self._consume(), name="inbound-apply")]
+        await self._sweep_once(everything=True)  # what a crash left "stored" is queued before we return
+        self._tasks.append(loop.create_task(self._maintain(), name="inbound-sweep"))
+
+    async def stop(self) -> None:
+        """Stop listening, close sessions, finish the message being applied; the rest stays "stored"."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        await server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every message queued so far has been processed (for tests and the demo)."""
+        await asyncio.wait_for(self._queue.join(), timeout)
+
+    async def _accept(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> str:
+        """Store one message durably and queue it; the reply for the end of DATA."""
+        try:
+            broken, message_id = await asyncio.to_thread(self._check_and_store, mail_from, rcpt_tos, raw)
+        except SQLAlchemyError:
+            log.exception("cannot store an inbound message; the sender will retry")
+            return replies.TRY_LATER
+        if broken is not None:
+            log.warning("inbound message from %r refused: %s limit", mail_from, broken)
+            return _LIMIT_REPLIES[broken]
+        assert message_id is not None
+        self._enqueue(message_id)
+        return replies.QUEUED
+
+    def _enqueue(self, message_id: int) -> None:
+        if message_id not in self._queued:
+            self._queued.add(message_id)
+            self._queue.put_nowait(message_id)
+
+    def _check_and_store(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> tuple[str | None, int | None]:
+        broken = check(raw, self.limits)
+        if broken is not None:
+            return broken, None
+        with self.store.write() as conn:
+            return None, inbound.save(conn, mail_from, rcpt_tos, raw)
+
+    async def _consume(self) -> None:
+        while True:
+            message_id = await self._queue.get()
+            try:
+                await asyncio.to_thread(process, self.store, self.config, message_id)
+            except SQLAlchemyError:
+                log.exception("database error applying inbound message %s; it will be retried", message_id)
+            except Exception:
+                log.exception("unexpected error applying inbound message %s", message_id)
+            finally:
+                self._queued.discard(message_id)
+                self._queue.task_done()
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            await self._sweep_once(everything=False)
+
+    async def _sweep_once(self, everything: bool) -> None:
+        """Purge what retention allows and queue messages still "stored" (all of them, or the stale ones)."""
+        try:
+            for message_id in await asyncio.to_thread(self._sweep, everything):
+                self._enqueue(message_id)
+        except SQLAlchemyError:
+            log.exception("inbound sweep failed; will try again")
+
+    def _sweep(self, everything: bool) -> list[int]:
+        t = now()
+        with self.store.write() as conn:
+            purged = inbound.purge(conn, t - self.config.inbound_retention)
+        with self.store.read() as conn:
+            stale = inbound.pending(conn, None if everything else t - _STALE_AFTER)
+        if purged:
+            log.info("purged %d inbound messages older than the retention period", purged)
+        return stale
