@@ -65,6 +65,15 @@ def parse_transport_map(text: str) -> dict[str, str]:
     return out
 
 
+def parse_domains(text: str) -> tuple[str, ...]:
+    """'Acme.test, .bank.example' → ('acme.test', 'bank.example')."""
+    out = tuple(d.strip().lower().lstrip(".") for d in text.split(",") if d.strip())
+    bad = [d for d in out if re.search(r"[\s/:@]", d) or ".." in d]
+    if bad:
+        raise ValueError(f"not a domain: {bad[0]!r}")
+    return out
+
+
 def _int(text: str) -> int:
     return int(text)
 
@@ -105,11 +114,17 @@ SETTINGS: tuple[Setting, ...] = (
             parse_duration),
     Setting("SMTP_TIMEOUT", "300s", "Timeout for each SMTP command/reply (RFC 5321 §4.5.3.2)",
             parse_duration),
+    Setting("DELIVERY_LEASE", "3m",
+            "How long a worker holds the recipients it claimed; a crashed worker's are retried after this",
+            parse_duration),
     Setting("MAX_CONNECTIONS", "100", "Concurrent outbound SMTP connections in total", _int),
     Setting("MAX_CONNECTIONS_PER_HOST", "10", "Concurrent outbound SMTP connections per destination",
             _int),
     Setting("SUPPRESS_HARD_BOUNCES", "true", "Add hard-bounced addresses to the suppression list",
             parse_bool),
+    Setting("EMBED_FRAME_ANCESTORS", "'self'",
+            "CSP frame-ancestors for the embeddable task notes (/embed/notes/REF): the host application's "
+            "origin(s), e.g. 'https://app.example.com' ('self' = same site only, * = any site)"),
     Setting("MAX_MESSAGE_SIZE", "25MB", "Largest email accepted by the API (bytes; KB/MB suffixes)",
             lambda t: _size(t)),
     Setting("INBOUND_MAX_SIZE", "10MB", "Largest message accepted by the inbound SMTP server",
@@ -118,6 +133,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER", "true", "Run the delivery worker inside 'mailtrack serve'", parse_bool),
     Setting("INBOUND", "true", "Run the inbound SMTP server inside 'mailtrack serve'", parse_bool),
     Setting("LOG_LEVEL", "info", "debug, info, warning or error"),
+    Setting("TRACKING_EXCLUDE_DOMAINS", "",
+            "Comma-separated domains whose links are never rewritten for click tracking "
+            "(subdomains included), e.g. 'portal.acme.test, bank.example'", parse_domains),
 )
 
 
@@ -146,15 +164,18 @@ class Config:
     retry_schedule: tuple[float, ...]
     max_queue_age: float
     smtp_timeout: float
+    delivery_lease: float
     max_connections: int
     max_connections_per_host: int
     suppress_hard_bounces: bool
+    embed_frame_ancestors: str
     max_message_size: int
     inbound_max_size: int
     inbound_retention: float
     worker: bool
     inbound: bool
     log_level: str
+    tracking_exclude_domains: tuple[str, ...]
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():

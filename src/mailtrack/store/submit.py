@@ -12,7 +12,7 @@ from ..domain.status import Status
 from ..domain.tracking import resolve_tracking
 from . import accounts as acc
 from .ids import new_id, now
-from .schema import attachments, emails, events, recipients
+from .schema import attachments, emails, events, links, recipients
 from .suppressions import suppressed_among
 
 
@@ -52,6 +52,13 @@ def _existing(conn: Connection, account_id: int, key: str) -> str | None:
     return None if found is None else str(found)
 
 
+def _tracked_links(email_id: str, html: str) -> list[dict[str, Any]]:
+    """Link indices are fixed here, so a click redirects only to a URL stored at send time."""
+    from ..tracking.inject import extract_links
+
+    return [{"email_id": email_id, "idx": i, "url": u} for i, u in enumerate(extract_links(html))]
+
+
 def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tuple[str, bool]]:
     """Store emails; returns (email id, created) in order — created is False for an idempotent replay."""
     account = acc.get_account(conn, account_id)
@@ -64,6 +71,7 @@ def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tup
     event_rows: list[dict[str, Any]] = []
     out: list[tuple[str, bool]] = []
     seen_keys: dict[str, str] = {}
+    link_rows: list[dict[str, Any]] = []
     client_cache: dict[str, dict[str, Any]] = {}
     for e in batch:
         if e.idempotency_key:
@@ -91,6 +99,8 @@ def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tup
             "source_reference": e.source_reference, "source_event": e.source_event,
             "tracking": tracking, "tracking_override": e.tracking, "size": e.size, "created_at": t,
         })
+        if tracking and e.html:
+            link_rows += _tracked_links(eid, e.html)
         att_rows += [
             {"email_id": eid, "filename": fn, "content_type": ct, "content": data} for fn, ct, data in e.attachments
         ]
@@ -115,6 +125,8 @@ def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tup
         conn.execute(insert(emails), email_rows)
         if att_rows:
             conn.execute(insert(attachments), att_rows)
+        if link_rows:
+            conn.execute(insert(links), link_rows)
         if rcpt_rows:
             conn.execute(insert(recipients), rcpt_rows)
             conn.execute(insert(events), event_rows)

@@ -1,0 +1,199 @@
+"""``GET /o/TOKEN.gif`` and ``GET /c/TOKEN`` as a bare ASGI app in front of FastAPI routing.
+
+The pixel never fails for the reader: a bad token, a slow or broken store, any error — the GIF is
+served (errors logged). The click redirects only to the URL stored for (recipient's email, link
+index) at submission; nothing from the request can choose the target, and a bad token is a 404
+without ``Location``. ``HEAD`` and prefetches (``Purpose``/``Sec-Purpose``/``X-Purpose``/``X-Moz``
+saying prefetch or preview) are answered but not counted. Both send ``Cache-Control: no-store``
+and never set cookies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import tokens
+from ..domain.status import EventType
+from ..store import hits as store_hits
+from ..store.db import Store
+from .classify import BURST_WINDOW, ClickContext, classify_click, classify_open
+from .recorder import Recorder
+
+log = logging.getLogger("mailtrack.tracking")
+
+GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+       b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+_NO_STORE = (b"cache-control", b"no-store, no-cache, must-revalidate, max-age=0")
+_PIXEL_HEADERS = [
+    (b"content-type", b"image/gif"), (b"content-length", str(len(GIF)).encode()), _NO_STORE,
+    (b"pragma", b"no-cache"), (b"expires", b"0"), (b"x-content-type-options", b"nosniff"),
+]
+_NOT_FOUND = b"no such link\n"
+_PREFETCH_HEADERS = (b"purpose", b"sec-purpose", b"x-purpose", b"x-moz")
+_ALLOWED = (b"allow", b"GET, HEAD")
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
+
+
+def location(url: str) -> str:
+    """A Location header value: IDNA host, percent-encoded non-ASCII, no control characters."""
+    if url.isascii() and url.isprintable() and " " not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    host = parts.hostname or ""
+    if host and not host.isascii():
+        try:
+            netloc = netloc.replace(host, host.encode("idna").decode("ascii")) if host in netloc else netloc
+        except UnicodeError:
+            pass
+    rest = urlunsplit(("", "", parts.path, parts.query, parts.fragment))
+    return f"{parts.scheme}://{quote(netloc, safe=_URL_SAFE)}{quote(rest, safe=_URL_SAFE)}"
+
+
+def _headers(scope: Scope) -> tuple[str | None, bool]:
+    """(User-Agent, is a prefetch) from the raw header list."""
+    ua = None
+    prefetch = False
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            ua = value.decode("latin-1")
+        elif name in _PREFETCH_HEADERS:
+            v = value.lower()
+            prefetch = prefetch or b"prefetch" in v or b"preview" in v
+    return ua, prefetch
+
+
+def _client_ip(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+class TrackingFastPath:
+    """Handles /o/ and /c/ itself; everything else goes on to ``app``."""
+
+    def __init__(self, app: ASGIApp, *, store: Store, secret: str, timeout: float = 1.0,
+                 recorder: Recorder | None = None) -> None:
+        self.app = app
+        self.store = store
+        self.secret = secret
+        self.timeout = timeout
+        self._recorder = recorder
+        self._recent: dict[str, list[tuple[float, int]]] = {}
+        self._recent_pruned = 0.0
+
+    @property
+    def recorder(self) -> Recorder:
+        if self._recorder is None:  # lazily: serve.py runs the app with lifespan="off"
+            self._recorder = Recorder(self.store)
+        return self._recorder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/o/"):
+                await self._pixel(scope, send, path)
+                return
+            if path.startswith("/c/"):
+                await self._click_safely(scope, send, path)
+                return
+        await self.app(scope, receive, send)
+
+    # -- open pixel ---------------------------------------------------------------------------
+
+    async def _pixel(self, scope: Scope, send: Send, path: str) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            await _plain(send, 405, b"method not allowed\n", [_ALLOWED])
+            return
+        try:
+            if method == "GET":
+                await self._count_open(scope, path)
+        except Exception:
+            log.exception("pixel hit not recorded")
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
+            await send({"type": "http.response.body", "body": GIF if method == "GET" else b""})
+        except Exception as e:  # the client went away
+            log.debug("pixel response not delivered: %s", e)
+
+    async def _count_open(self, scope: Scope, path: str) -> None:
+        token = path[3:]
+        if token.endswith(".gif"):
+            token = token[:-4]
+        rid = tokens.verify(self.secret, "open", token)
+        if rid is None:
+            return
+        ua, prefetch = _headers(scope)
+        if prefetch:
+            return
+        ip = _client_ip(scope)
+        hit = store_hits.Hit(rid, EventType.OPENED, time.time(), ip, ua, classify_open(ua, ip))
+        await self.recorder.record(hit, self.timeout)
+
+    # -- click redirect -----------------------------------------------------------------------
+
+    async def _click_safely(self, scope: Scope, send: Send, path: str) -> None:
+        try:
+            await self._click(scope, send, path)
+        except Exception:
+            log.exception("click failed")
+            try:
+                await _plain(send, 503, b"temporarily unavailable, please try again\n", [(b"retry-after", b"5")])
+            except Exception as e:  # the response had started, or the client went away
+                log.debug("click error response not delivered: %s", e)
+
+    async def _click(self, scope: Scope, send: Send, path: str) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            await _plain(send, 405, b"method not allowed\n", [_ALLOWED])
+            return
+        parsed = tokens.parse_click(self.secret, path[3:])
+        if parsed is None:
+            await _plain(send, 404, _NOT_FOUND)
+            return
+        rid, idx = parsed
+        at = time.time()
+        loop = asyncio.get_running_loop()
+        target = await asyncio.wait_for(
+            loop.run_in_executor(None, self._lookup, rid, idx, at - BURST_WINDOW), timeout=5.0)
+        if target is None:
+            await _plain(send, 404, _NOT_FOUND)
+            return
+        ua, prefetch = _headers(scope)
+        if method == "GET" and not prefetch:
+            ip = _client_ip(scope)
+            recent = self._remember(rid, at, idx)
+            ctx = ClickContext(target.sent_at, target.link_count, tuple(set(target.recent) | set(recent)))
+            hit = store_hits.Hit(rid, EventType.CLICKED, at, ip, ua, classify_click(ua, ip, at, idx, ctx), idx)
+            await self.recorder.record(hit, self.timeout)
+        await send({"type": "http.response.start", "status": 302, "headers": [
+            (b"location", location(target.url).encode("ascii")), _NO_STORE, (b"referrer-policy", b"no-referrer"),
+            (b"content-length", b"0"),
+        ]})
+        await send({"type": "http.response.body", "body": b""})
+
+    def _lookup(self, rid: str, idx: int, since: float) -> store_hits.ClickTarget | None:
+        with self.store.read() as conn:
+            return store_hits.click_target(conn, rid, idx, since)
+
+    def _remember(self, rid: str, at: float, idx: int) -> list[tuple[float, int]]:
+        """This process's recent clicks by the recipient (ones not yet committed included), pruned."""
+        if at - self._recent_pruned > BURST_WINDOW:
+            self._recent = {r: v for r, v in self._recent.items() if v and v[-1][0] >= at - BURST_WINDOW}
+            self._recent_pruned = at
+        mine = [c for c in self._recent.get(rid, []) if c[0] >= at - BURST_WINDOW]
+        self._recent[rid] = [*mine, (at, idx)]
+        return mine
+
+
+async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers: list[Any] = [(b"content-type", b"text/plain; charset=utf-8"),
+                          (b"content-length", str(len(body)).encode()), _NO_STORE, *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
