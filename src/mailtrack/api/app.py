@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..config import Config
 from ..errors import MailtrackError
 from ..store.db import Store
+from ..store.writer import GroupWriter
 
 log = logging.getLogger("mailtrack.api")
 
@@ -65,6 +66,7 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
     app.state.config = config
     app.state.store = store
     app.state.on_spooled = on_spooled or (lambda: None)
+    app.state.writer = GroupWriter(store)
     install_error_handlers(app)
     app.include_router(routes_emails.router)
     app.include_router(routes_admin.router)

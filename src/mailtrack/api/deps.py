@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -23,13 +27,44 @@ def get_config(request: Request) -> Config:
     return config
 
 
-def account_id(
+async def account_id(
     creds: HTTPAuthorizationCredentials | None = Depends(_bearer), store: Store = Depends(get_store)
 ) -> int:
+    """The caller's account. Async so a cached key costs no thread hop; a cache miss reads in a thread."""
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise AuthError("missing API key: send 'Authorization: Bearer KEY' (create one with `mailtrack apikey create`)")
-    with store.read() as conn:
-        found = accounts.account_for_key(conn, creds.credentials)
+    found = _KEY_CACHE.cached(store, creds.credentials)
+    if found is None:
+        found = await asyncio.to_thread(_KEY_CACHE.get, store, creds.credentials)
     if found is None:
         raise AuthError("unknown API key")
     return found
+
+
+class _KeyCache:
+    """Key → account for KEY_TTL seconds, so authentication costs no query on the hot path."""
+
+    TTL = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[int, str], tuple[float, int]] = {}
+
+    def cached(self, store: Store, key: str) -> int | None:
+        hit = self._entries.get((id(store), accounts.hash_key(key)))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def get(self, store: Store, key: str) -> int | None:
+        now = time.monotonic()
+        slot = (id(store), accounts.hash_key(key))
+        with store.read() as conn:
+            found = accounts.account_for_key(conn, key)
+        if found is not None:  # unknown keys are never cached: a new key works at once
+            with self._lock:
+                if len(self._entries) > 10_000:
+                    self._entries.clear()
+                self._entries[slot] = (now + self.TTL, found)
+        return found
+
+
+_KEY_CACHE = _KeyCache()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
+from sqlalchemy import Connection
 
 from ..config import Config
 from ..errors import InputError
 from ..store import queries, submit
 from ..store.db import Store
+from ..store.writer import GroupWriter
 from .convert import to_new_email
 from .deps import account_id, get_config, get_store
 from .schemas import BatchIn, EmailIn
@@ -38,27 +41,48 @@ def parse_since(value: str | None, field: str = "since") -> float | None:
     return dt.timestamp()
 
 
-def _store_batch(request: Request, store: Store, acct: int, news: list[submit.NewEmail]) -> list[dict[str, Any]]:
-    with store.write() as conn:
-        results = submit.submit(conn, acct, news)
-    if any(created for _, created in results):
+def _submit_many(
+    conn: Connection, requests: list[tuple[int, list[submit.NewEmail]]]
+) -> list[list[tuple[str, bool, dict[str, Any] | None]]]:
+    """Several requests of one account in one submit() call; the results split back per request."""
+    acct = requests[0][0]
+    flat = submit.submit_described(conn, acct, [e for _, news in requests for e in news])
+    out, i = [], 0
+    for _, news in requests:
+        out.append(flat[i:i + len(news)])
+        i += len(news)
+    return out
+
+
+async def _store_batch(request: Request, store: Store, acct: int, news: list[submit.NewEmail]) -> list[dict[str, Any]]:
+    """Queue for the group writer and await its commit: no thread is held while waiting."""
+    writer: GroupWriter = request.app.state.writer
+    results = await asyncio.wrap_future(writer.enqueue(("submit", acct), _submit_many, (acct, news)))
+    if any(created for _, created, _ in results):
         request.app.state.on_spooled()
+    if all(view is not None for *_, view in results):
+        return [view for *_, view in results if view is not None]
+    return await asyncio.to_thread(_read_back, store, acct, [eid for eid, *_ in results])
+
+
+def _read_back(store: Store, acct: int, ids: list[str]) -> list[dict[str, Any]]:
+    """Idempotent replays: what was stored the first time."""
     with store.read() as conn:
-        return queries.get_emails(conn, acct, [eid for eid, _ in results])
+        return queries.get_emails(conn, acct, ids)
 
 
 @router.post("/emails", status_code=202, summary="Submit one email")
-def post_email(
+async def post_email(
     body: EmailIn, request: Request,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
     acct: int = Depends(account_id), store: Store = Depends(get_store), config: Config = Depends(get_config),
 ) -> dict[str, Any]:
     new = to_new_email(body, config.max_message_size, idempotency_key=idempotency_key)
-    return _store_batch(request, store, acct, [new])[0]
+    return (await _store_batch(request, store, acct, [new]))[0]
 
 
 @router.post("/emails/batch", status_code=202, summary=f"Submit up to {MAX_BATCH} emails")
-def post_batch(
+async def post_batch(
     body: BatchIn, request: Request,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=180),
     acct: int = Depends(account_id), store: Store = Depends(get_store), config: Config = Depends(get_config),
@@ -70,7 +94,7 @@ def post_batch(
                      idempotency_key=f"{idempotency_key}:{i}" if idempotency_key else None)
         for i, e in enumerate(body.emails)
     ]
-    return {"emails": _store_batch(request, store, acct, news)}
+    return {"emails": await _store_batch(request, store, acct, news)}
 
 
 @router.get("/emails", summary="List emails, newest first (what a task's notes area reads)")

@@ -31,7 +31,7 @@ def _recipient_view(r: Any) -> dict[str, Any]:
     }
 
 
-def _email_view(e: Any, rcpts: list[Any], client_ref: str | None) -> dict[str, Any]:
+def email_view(e: Any, rcpts: list[Any], client_ref: str | None) -> dict[str, Any]:
     tracked = bool(e["tracking"])
     return {
         "id": e["id"],
@@ -73,7 +73,7 @@ def get_email(conn: Connection, account_id: int, email_id: str, *, timeline: boo
     rcpts = list(conn.execute(
         select(recipients).where(recipients.c.email_id == email_id).order_by(recipients.c.id)
     ).mappings())
-    view = _email_view(e, rcpts, e["client_ref"])
+    view = email_view(e, rcpts, e["client_ref"])
     if timeline:
         addr = {r["id"]: r["address"] for r in rcpts}
         evs = conn.execute(
@@ -116,7 +116,7 @@ def list_emails(
             select(recipients).where(recipients.c.email_id.in_(list(by_email))).order_by(recipients.c.id)
         ).mappings():
             by_email[r["email_id"]].append(r)
-    return [_email_view(e, by_email[e["id"]], e["client_ref"]) for e in rows], int(total)
+    return [email_view(e, by_email[e["id"]], e["client_ref"]) for e in rows], int(total)
 
 
 def recipient_events(conn: Connection, account_id: int, recipient_id: str) -> dict[str, Any]:
@@ -155,4 +155,4 @@ def get_emails(conn: Connection, account_id: int, ids: list[str]) -> list[dict[s
         select(recipients).where(recipients.c.email_id.in_(unique)).order_by(recipients.c.id)
     ).mappings():
         by_email[r["email_id"]].append(r)
-    return [_email_view(rows[i], by_email[i], rows[i]["client_ref"]) for i in ids if i in rows]
+    return [email_view(rows[i], by_email[i], rows[i]["client_ref"]) for i in ids if i in rows]

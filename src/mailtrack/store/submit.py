@@ -12,6 +12,7 @@ from ..domain.status import Status
 from ..domain.tracking import resolve_tracking
 from . import accounts as acc
 from .ids import new_id, now
+from .queries import email_view
 from .schema import attachments, emails, events, links, recipients
 from .suppressions import suppressed_among
 
@@ -61,6 +62,13 @@ def _tracked_links(email_id: str, html: str) -> list[dict[str, Any]]:
 
 def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tuple[str, bool]]:
     """Store emails; returns (email id, created) in order — created is False for an idempotent replay."""
+    return [(eid, created) for eid, created, _ in submit_described(conn, account_id, batch)]
+
+
+def submit_described(
+    conn: Connection, account_id: int, batch: list[NewEmail]
+) -> list[tuple[str, bool, dict[str, Any] | None]]:
+    """Like submit(), plus the API view of each new email built from what was written (no read-back)."""
     account = acc.get_account(conn, account_id)
     wanted = {r.address.lower() for e in batch for r in e.recipients}
     suppressed = suppressed_among(conn, account_id, wanted)
@@ -69,15 +77,17 @@ def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tup
     att_rows: list[dict[str, Any]] = []
     rcpt_rows: list[dict[str, Any]] = []
     event_rows: list[dict[str, Any]] = []
-    out: list[tuple[str, bool]] = []
+    out: list[tuple[str, bool, dict[str, Any] | None]] = []
+    rcpts_of: dict[str, list[dict[str, Any]]] = {}
     seen_keys: dict[str, str] = {}
     link_rows: list[dict[str, Any]] = []
     client_cache: dict[str, dict[str, Any]] = {}
+    client_refs: dict[str, str | None] = {}
     for e in batch:
         if e.idempotency_key:
             prior = seen_keys.get(e.idempotency_key) or _existing(conn, account_id, e.idempotency_key)
             if prior:
-                out.append((prior, False))
+                out.append((prior, False, None))
                 continue
         client_row = None
         if e.client is not None:
@@ -88,6 +98,7 @@ def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tup
             bool(account["track_default"]), client_row["tracking"] if client_row else None, e.tracking
         )
         eid = new_id()
+        client_refs[eid] = client_row["external_ref"] if client_row else None
         if e.idempotency_key:
             seen_keys[e.idempotency_key] = eid
         email_rows.append({
@@ -109,18 +120,21 @@ def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tup
             reason = suppressed.get(r.address.lower())
             status = Status.REJECTED if reason is not None else Status.SPOOLED
             shown = f"on the suppression list: {reason}" if reason is not None else None
-            rcpt_rows.append({
+            rcpts_of.setdefault(eid, []).append({
                 "id": rid, "email_id": eid, "account_id": account_id, "address": r.address,
                 "domain": r.address.rpartition("@")[2], "kind": r.kind, "status": status.value,
                 "reason": shown, "attempts": 0,
                 "next_attempt_at": t if status is Status.SPOOLED else None, "updated_at": t,
                 "opens_total": 0, "opens_human": 0, "clicks_total": 0, "clicks_human": 0, "complained": False,
+                "last_reply": None, "first_attempt_at": None, "first_opened_at": None, "first_clicked_at": None,
+                "lease_until": None, "lease_owner": None,
             })
+            rcpt_rows.append(rcpts_of[eid][-1])
             base = {"recipient_id": rid, "email_id": eid, "account_id": account_id, "at": t,
                     "data_json": None, "dedupe_key": None}
             event_rows.append({**base, "type": Status.CREATING.value, "reason": None})
             event_rows.append({**base, "type": status.value, "reason": shown})
-        out.append((eid, True))
+        out.append((eid, True, None))
     if email_rows:
         conn.execute(insert(emails), email_rows)
         if att_rows:
@@ -130,4 +144,8 @@ def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tup
         if rcpt_rows:
             conn.execute(insert(recipients), rcpt_rows)
             conn.execute(insert(events), event_rows)
-    return out
+    by_id = {row["id"]: row for row in email_rows}
+    return [
+        (eid, created, email_view(by_id[eid], rcpts_of.get(eid, []), client_refs.get(eid)) if created else None)
+        for eid, created, _ in out
+    ]
