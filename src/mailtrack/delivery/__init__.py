@@ -1,0 +1,1 @@
+"""Outbound delivery: claim due recipients, route, send over SMTP, record the outcome."""

@@ -1,0 +1,288 @@
+"""The delivery worker: claim due recipients, compose, route, send, record — as a pipeline.
+
+    claim (thread: lease a batch, load + compose) → route per domain → Sender (SMTP, reused
+    connections) → results buffer → commit (thread: one transaction per batch of results)
+
+Claiming runs ahead of sending up to ``max_inflight`` recipients; committing takes whatever has
+accumulated while the previous commit ran (group commit), so a slow fsync makes batches bigger
+instead of making the queue slower. Database and composition work runs in threads, never on the
+event loop that also serves HTTP.
+
+Crash safety: a recipient is leased while in flight (``MAILTRACK_DELIVERY_LEASE``). If the process
+dies, its leases expire and another worker (or the restarted one) sends those recipients. A
+message goes out twice only when the process died after the remote server's 250 and before the
+batch holding that result was committed — at most the in-flight window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..compose import Composer, EmailSource, Outgoing
+from ..config import Config
+from ..store import delivery as dstore
+from ..store.db import Store
+from . import outcome
+from .routing import Resolver, Route, Router
+from .smtp import Job, Reply, Sender
+
+log = logging.getLogger("mailtrack.delivery")
+
+
+@dataclass
+class Stats:
+    claimed: int = 0
+    rejected: int = 0
+    composed: int = 0
+    compose_seconds: float = 0.0
+    committed: int = 0
+    commits: int = 0
+    commit_seconds: float = 0.0
+    by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass
+class _Batch:
+    jobs: list[tuple[dstore.Claimed, Outgoing]]
+    failed: list[dstore.Finished]
+    claimed: int
+    rejected: int
+
+
+class Worker:
+    """``await run()`` until ``await stop()``; ``wake_threadsafe()`` after a submission."""
+
+    def __init__(self, config: Config, store: Store, *, owner: str | None = None, batch_size: int = 200,
+                 max_inflight: int | None = None, poll_interval: float = 0.5, resolver: Resolver | None = None,
+                 lease: float | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.batch_size = batch_size
+        self.max_inflight = max_inflight or batch_size * 2
+        self.poll_interval = poll_interval
+        self.lease = lease if lease is not None else config.delivery_lease
+        self.composer = Composer(secret=config.secret_key, bounce_domain=config.bounce_domain,
+                                 public_url=config.public_url,
+                                 exclude_domains=getattr(config, "tracking_exclude_domains", ()))
+        self.router = Router(config, resolver)
+        self.stats = Stats()
+        self._inflight: dict[str, dstore.Claimed] = {}
+        self._results: list[dstore.Finished] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._have_results = asyncio.Event()
+        self._stopping = False
+        self._last_commit = False  # set once nothing can produce results any more
+        self._done = asyncio.Event()
+        self._sender: Sender | None = None
+        self._routing: set[asyncio.Task[None]] = set()
+
+    # --- control ---------------------------------------------------------------------------
+
+    def wake_threadsafe(self) -> None:
+        """Called from another thread (the API) after new recipients were spooled."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._have_results.set()
+        if self._loop is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), grace + 5.0)
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    # --- main loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sender = Sender(on_reply=self._on_reply, timeout=self.config.smtp_timeout,
+                              helo=self.config.bounce_domain, max_connections=self.config.max_connections,
+                              max_per_host=self.config.max_connections_per_host,
+                              require_tls=self.config.require_tls)
+        committer = asyncio.create_task(self._commit_loop(), name="delivery-commit")
+        log.info("delivery worker %s started (batch %d, lease %.0fs)", self.owner, self.batch_size, self.lease)
+        try:
+            while not self._stopping:
+                room = self.max_inflight - len(self._inflight)
+                if room < min(self.batch_size, self.max_inflight) // 2:
+                    await self._sleep(self.poll_interval)
+                    continue
+                try:
+                    batch = await asyncio.to_thread(self._claim, min(room, self.batch_size))
+                except Exception:
+                    log.exception("claiming recipients failed; retrying")
+                    await self._sleep(self.poll_interval)
+                    continue
+                self._dispatch(batch)
+                if batch.claimed < min(room, self.batch_size):
+                    await self._sleep(self.poll_interval)  # the queue is empty for now
+        finally:
+            await self._shutdown(committer)
+
+    async def _sleep(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    # --- claiming and composing (in a thread) ----------------------------------------------
+
+    def _claim(self, limit: int) -> _Batch:
+        now = time.time()
+        with self.store.write() as conn:
+            res = dstore.claim(conn, self.owner, now, self.lease, limit)
+        missing = {r.email_id for r in res.recipients if not self.composer.cached(r.email_id)}
+        loaded: dict[str, Any] = {}
+        if missing:
+            with self.store.read() as conn:
+                loaded = dstore.load_emails(conn, missing)
+        t0 = time.perf_counter()
+        jobs: list[tuple[dstore.Claimed, Outgoing]] = []
+        failed: list[dstore.Finished] = []
+        sources: dict[str, EmailSource] = {}
+        for r in res.recipients:
+            try:
+                src = sources.get(r.email_id)
+                if src is None and r.email_id in loaded:
+                    row, atts = loaded[r.email_id]
+                    src = sources[r.email_id] = EmailSource.from_row(row, atts)
+                if src is None:
+                    tpl = self.composer.cached_template(r.email_id)
+                    if tpl is None:
+                        raise LookupError(f"email {r.email_id} not found")
+                    src = sources[r.email_id] = tpl.email
+                jobs.append((r, self.composer.compose(src, r.id, r.address)))
+            except Exception as e:  # one bad email must not stop the others
+                log.exception("could not compose the message for recipient %s", r.id)
+                failed.append(outcome.from_error(r, f"could not build the message: {e}", self.config, now))
+        self.stats.compose_seconds += time.perf_counter() - t0
+        self.stats.composed += len(jobs)
+        return _Batch(jobs, failed, len(res.recipients) + res.rejected, res.rejected)
+
+    # --- routing and sending (on the loop) -------------------------------------------------
+
+    def _dispatch(self, batch: _Batch) -> None:
+        self.stats.claimed += batch.claimed
+        self.stats.rejected += batch.rejected
+        by_domain: dict[str, list[tuple[dstore.Claimed, Outgoing]]] = defaultdict(list)
+        for c, out in batch.jobs:
+            self._inflight[c.id] = c
+            by_domain[c.domain].append((c, out))
+        for f in batch.failed:
+            self._add_result(f)
+        for domain, items in by_domain.items():
+            task = asyncio.create_task(self._route_and_send(domain, items))
+            self._routing.add(task)
+            task.add_done_callback(self._routing.discard)
+
+    async def _route_and_send(self, domain: str, items: list[tuple[dstore.Claimed, Outgoing]]) -> None:
+        try:
+            route = await self.router.route(domain)
+        except Exception as e:  # a resolver bug: treat like a temporary DNS failure
+            log.exception("routing %s failed", domain)
+            from .routing import RouteFailure
+
+            route = RouteFailure("deferred", f"{domain}: routing failed ({e})")
+        now = time.time()
+        assert self._sender is not None
+        for c, out in items:
+            if isinstance(route, Route):
+                self._sender.submit(Job(out, route, c))
+            else:
+                self._add_result(outcome.from_route_failure(c, route, self.config, now))
+
+    def _on_reply(self, job: Job, reply: Reply) -> None:
+        self._add_result(outcome.from_reply(job.tag, reply, self.config, time.time()))
+
+    def _add_result(self, f: dstore.Finished) -> None:
+        self._results.append(f)
+        self._have_results.set()
+
+    # --- committing (in a thread) ----------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._have_results.wait()
+            self._have_results.clear()
+            if not self._results:
+                if self._last_commit:
+                    return
+                continue
+            batch, self._results = self._results, []
+            try:
+                await asyncio.to_thread(self._commit, batch)
+            except Exception:
+                log.exception("recording %d delivery results failed; retrying", len(batch))
+                self._results[:0] = batch  # nothing is dropped: the next round tries again
+                self._have_results.set()
+                await asyncio.sleep(self.poll_interval)
+                continue
+            soonest = None
+            for f in batch:
+                self._inflight.pop(f.recipient_id, None)
+                self.stats.by_status[f.status.value] += 1
+                if f.next_attempt_at is not None and (soonest is None or f.next_attempt_at < soonest):
+                    soonest = f.next_attempt_at
+            if soonest is not None and soonest - time.time() < self.poll_interval:
+                # a short retry step: come back when it is due, not at the next poll
+                loop = asyncio.get_running_loop()
+                loop.call_later(max(soonest - time.time(), 0.0) + 0.01, self._wake.set)
+            self.stats.committed += len(batch)
+            self._wake.set()
+
+    def _commit(self, batch: list[dstore.Finished]) -> None:
+        t0 = time.perf_counter()
+        with self.store.write() as conn:
+            dstore.finish(conn, self.owner, batch)
+        self.stats.commits += 1
+        self.stats.commit_seconds += time.perf_counter() - t0
+
+    # --- stopping --------------------------------------------------------------------------
+
+    async def _shutdown(self, committer: asyncio.Task[None]) -> None:
+        sender = self._sender
+        try:
+            for t in list(self._routing):
+                t.cancel()
+            if sender is not None:
+                unsent = [job.tag.id for job in sender.drain_queued()]
+                await sender.close(grace=min(self.config.smtp_timeout, 5.0))
+                if unsent:
+                    try:
+                        await asyncio.to_thread(self._release, unsent)
+                        for rid in unsent:
+                            self._inflight.pop(rid, None)
+                    except Exception:
+                        log.exception("releasing %d unsent recipients failed; their lease will expire", len(unsent))
+            self._last_commit = True
+            self._have_results.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(committer, 10.0)
+        finally:
+            if not committer.done():
+                committer.cancel()
+            s = self.stats
+            log.info("delivery worker %s stopped: claimed %d, committed %d in %d commits, compose %.1f µs/msg",
+                     self.owner, s.claimed, s.committed, s.commits, 1e6 * s.compose_seconds / max(s.composed, 1))
+            self._done.set()
+
+    def _release(self, ids: list[str]) -> None:
+        with self.store.write() as conn:
+            n = dstore.release(conn, self.owner, ids, time.time())
+        log.info("released %d claimed but unsent recipients", n)
