@@ -89,12 +89,17 @@ class InboundServer:
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._current: asyncio.Future[str | None] | None = None  # the message being applied
 
     async def start(self) -> None:
         """Listen (with port 0 the real port is read back into ``self.port``), then process what is pending."""
         if self._server is not None:
             raise RuntimeError("inbound server already started")
         loop = asyncio.get_running_loop()
+        session_log = logging.getLogger("mail.log")
+        if session_log.level == logging.NOTSET:
+            # aiosmtpd logs every SMTP command at INFO: far too much next to our own log
+            session_log.setLevel(logging.WARNING)
         smtp_handler = InboundHandler(self.config.bounce_domain, self._accept, self.limits.max_recipients)
         lim = self.limits
 
@@ -127,6 +132,9 @@ class InboundServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._current is not None and not self._current.done():
+            # its thread holds a transaction: let it commit before the caller disposes of the store
+            await asyncio.wait([self._current], timeout=10)
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every message queued so far has been processed (for tests and the demo)."""
@@ -161,8 +169,9 @@ class InboundServer:
     async def _consume(self) -> None:
         while True:
             message_id = await self._queue.get()
+            self._current = asyncio.ensure_future(asyncio.to_thread(process, self.store, self.config, message_id))
             try:
-                await asyncio.to_thread(process, self.store, self.config, message_id)
+                await asyncio.shield(self._current)
             except SQLAlchemyError:
                 log.exception("database error applying inbound message %s; it will be retried", message_id)
             except Exception:
