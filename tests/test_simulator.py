@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import email
+import re
+import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -530,3 +533,19 @@ def test_command_rejects_a_bad_report_to() -> None:
     result = CliRunner().invoke(simulator_command, ["--report-to", "nowhere:port"])
     assert result.exit_code == 2
     assert "HOST:PORT" in result.output
+
+
+async def test_cli_serves_until_sigterm() -> None:
+    code = "from mailtrack.simulator.command import simulator_command; simulator_command(['--listen', '127.0.0.1:0'])"
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    try:
+        line = await asyncio.wait_for(process.stderr.readline(), 20)
+        match = re.search(rb"listening on 127\.0\.0\.1:(\d+) for @sim\.mailtrack\.test", line)
+        assert match, line
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=int(match[1]), start_tls=False) as smtp:
+            errors, _ = await smtp.sendmail(SENDER, [addr("success")], b"Subject: cli\r\n\r\nhi\r\n")
+            assert errors == {}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0

@@ -142,7 +142,14 @@ class Followups:
             self._record(behaviour, recipient, action, "<>", False, "null envelope sender: nothing sent")
             return
         if self.report_to is None:
-            self._record(behaviour, recipient, action, mail_from, False, "no report_to configured")
+            self._record(
+                behaviour,
+                recipient,
+                action,
+                mail_from,
+                False,
+                "no report_to set: run the simulator with --report-to HOST:PORT of the inbound server",
+            )
             return
         host, port = self.report_to
         try:

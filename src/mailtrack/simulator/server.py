@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
+import signal
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -235,7 +237,16 @@ def run_simulator(
     )
     # aiosmtpd logs every command at INFO on "mail.log": far too much for thousands of messages.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+    async def serve() -> None:
+        main = asyncio.current_task()
+        if main is not None:
+            with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+        await simulator.serve_forever()
+
     try:
-        asyncio.run(simulator.serve_forever())
-    except KeyboardInterrupt:
-        log.info("simulator stopped")
+        asyncio.run(serve())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+    log.info("simulator stopped")
