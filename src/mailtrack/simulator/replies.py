@@ -8,3 +8,4 @@ MAILBOX_FULL = "552 5.2.2 <{address}>: Mailbox full"
 POLICY_BLOCK = "550 5.7.1 Message rejected due to local policy"
 TRY_AGAIN = "451 4.7.1 <{address}>: Try again later"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+DROPPED = "421 4.4.2 Connection dropped"  # never actually sent: "disconnect" aborts the transport first

@@ -84,7 +84,7 @@ async def _drop(server: SMTP) -> str:
         transport.close()
     # connection_lost() cancels the session task, so this sleep ends in CancelledError.
     await asyncio.sleep(_ABORT_GRACE)
-    return "421 4.4.2 Connection dropped"  # never seen: the transport is gone
+    return replies.DROPPED
 
 
 class _SimulatorSMTP(SMTP):
