@@ -1,0 +1,75 @@
+"""`mailtrack user add` and `mailtrack demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def user() -> None:
+    """Manage web users (who can sign in to the Email Delivery Status pages)."""
+
+
+@user.command("add")
+@click.option("--account", required=True, help="Account (site) name; created when missing.")
+@click.option("--email", required=True, help="Sign-in email address.")
+@click.option("--password", help="Password (asked for, with confirmation, when left out).")
+@click.pass_context
+def user_add(ctx: click.Context, account: str, email: str, password: str | None) -> None:
+    """Add a user, or set a new password for an existing one (which signs them out everywhere)."""
+    from ..cli import _config, _store
+    from ..domain.addresses import AddressError, parse_address
+    from ..store import accounts
+    from .auth import hash_password
+
+    try:
+        _, addr = parse_address(email, "email")
+    except AddressError as e:
+        raise click.BadParameter(str(e), param_hint="--email") from e
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise click.BadParameter("use at least 8 characters", param_hint="--password")
+    store = _store(_config(ctx))
+    try:
+        with store.write() as conn:
+            acct = accounts.get_or_create_account(conn, account)
+            existed = accounts.find_user(conn, addr) is not None
+            accounts.add_user(conn, acct, addr, hash_password(password))
+    finally:
+        store.dispose()
+    click.echo(f"{'updated' if existed else 'added'} user {addr.lower()} in account {account!r}")
+
+
+@click.command("demo")
+@click.option("--http", "http", help="HOST:PORT for the web UI and API (default: MAILTRACK_HTTP, or a free port "
+              "when that one is busy).")
+@click.option("--db", "db", type=click.Path(dir_okay=False), default="var/demo.db", show_default=True,
+              help="SQLite file for the demo; it is wiped at start (the demo never uses MAILTRACK_DATABASE_URL).")
+@click.option("--duration", type=float, help="Stop by itself after this many seconds (default: until Ctrl-C).")
+@click.pass_context
+def demo(ctx: click.Context, http: str | None, db: str, duration: float | None) -> None:
+    """Run mailtrack with the mailbox simulator and send a realistic mix of emails.
+
+    Within a minute every status and symbol can be seen: sent, deferred, soft and hard bounce,
+    rejected, opened, clicked and marked as spam.
+    """
+    import asyncio
+
+    from ..cli import _config
+    from ..config import parse_hostport
+    from ..serve import setup_logging
+    from .demo import run_demo
+
+    config = _config(ctx)
+    setup_logging("warning" if config.log_level == "info" else config.log_level)
+    try:
+        wanted = parse_hostport(http) if http else config.http
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--http") from e
+    try:
+        asyncio.run(run_demo(config, Path(db), wanted, duration, echo=click.echo))
+    except KeyboardInterrupt:  # pragma: no cover - Ctrl-C before the loop installed its handler
+        pass

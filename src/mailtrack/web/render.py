@@ -1,0 +1,122 @@
+"""Templates (autoescaped: subjects, addresses, bounce texts and User-Agents come from strangers),
+the status/symbol vocabulary for the pages, and the security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from ..domain.status import DESCRIPTIONS, LABELS, Status
+from . import symbols
+from .auth import CSRF_FIELD, csrf_token
+
+HERE = Path(__file__).resolve().parent
+
+SOURCE_TYPES = {"task_sheet": "Task sheet", "invoice": "Invoice", "purchase_order": "Purchase order",
+                "event_message": "Event message"}
+EVENT_LABELS = {**LABELS, "opened": "Opened", "clicked": "Link clicked", "complained": "Marked as spam",
+                "auto_reply": "Auto-reply", "delay_notice": "Delay notice"}
+STATUS_ORDER = [s.value for s in Status]
+
+# 16×16 stroke icons; constant markup, never built from data.
+_ICONS: dict[str, str] = {
+    "spooling": '<circle cx="8" cy="8" r="6.2"/><path d="M8 4.5V8l2.5 1.8"/>',
+    "sent": '<path d="M2.8 8.6l3.4 3.4 7-7.4"/>',
+    "opened": '<path d="M1.2 8S3.8 3.2 8 3.2 14.8 8 14.8 8 12.2 12.8 8 12.8 1.2 8 1.2 8z"/>'
+              '<circle cx="8" cy="8" r="2.1"/>',
+    "clicked": '<path d="M4 2.2l8.6 5.6-3.9 1 2.3 4.1-1.8 1-2.3-4.1-2.9 2.8z"/>',
+    "bounced": '<path d="M6 2.8L2.4 6.4 6 10"/><path d="M2.6 6.4h7.2a3.6 3.6 0 010 7.2H7.4"/>',
+    "rejected": '<circle cx="8" cy="8" r="6.2"/><path d="M3.6 12.4l8.8-8.8"/>',
+    "spam": '<path d="M8 1.8l6.6 11.8H1.4z"/><path d="M8 6.4v3.4M8 11.6v.2"/>',
+}
+
+
+def icon(name: str) -> Markup:
+    return Markup(  # noqa: S704 - constant icon markup from _ICONS only
+        f'<svg class="ic" viewBox="0 0 16 16" aria-hidden="true" focusable="false">{_ICONS[name]}</svg>'
+    )
+
+
+def when(iso_text: str | None) -> str:
+    """'2024-05-01T14:03:22.123Z' → '2024-05-01 14:03:22 UTC' (the browser localises it)."""
+    if not iso_text:
+        return ""
+    return iso_text[:19].replace("T", " ") + " UTC"
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"], default=True),
+        auto_reload=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(
+        LABELS=LABELS, DESCRIPTIONS=DESCRIPTIONS, STATUS_ORDER=STATUS_ORDER, SOURCE_TYPES=SOURCE_TYPES,
+        EVENT_LABELS=EVENT_LABELS, SYMBOL_TITLES=symbols.TITLES, SYMBOL_MEANINGS=symbols.MEANINGS,
+        SYMBOL_ORDER=symbols.ORDER, icon=icon, CSRF_FIELD=CSRF_FIELD,
+        email_symbols=symbols.email_symbols, recipient_symbols=symbols.recipient_symbols,
+    )
+    env.filters["when"] = when
+    return env
+
+
+ENV = _env()
+
+
+def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    user = getattr(request.state, "web_user", None)
+    if user is not None:
+        ctx.setdefault("csrf", csrf_token(request.app.state.web_secret, user.nonce))
+    html = ENV.get_template(name).render(request=request, user=user, path=request.url.path, **ctx)
+    return HTMLResponse(html, status_code=status_code)
+
+
+# --- security headers ------------------------------------------------------------------------
+
+WEB_PREFIXES = ("/login", "/logout", "/emails", "/tasks", "/embed", "/settings", "/suppressions", "/static")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+
+def is_web_path(path: str) -> bool:
+    return path == "/" or any(path == p or path.startswith(p + "/") or path.startswith(p + ".")
+                              for p in WEB_PREFIXES)
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: CSP and friends on every web page (not on the JSON API or /docs)."""
+
+    def __init__(self, app: ASGIApp, frame_ancestors: str) -> None:
+        self.app = app
+        self.embed_csp = f"default-src 'self'; frame-ancestors {frame_ancestors}".encode()
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or not is_web_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        embed = scope["path"].startswith("/embed/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in (b"content-security-policy", b"x-frame-options")]
+                headers.append((b"content-security-policy", self.embed_csp if embed else b"default-src 'self'"))
+                if not embed:
+                    headers.append((b"x-frame-options", b"DENY"))
+                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+                if not scope["path"].startswith("/static/"):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
