@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from ..domain.status import Status
 from . import suppressions
@@ -153,7 +153,19 @@ def release(conn: Connection, owner: str, ids: list[str], now: float) -> int:
 
 def pending_count(conn: Connection) -> int:
     """Recipients still waiting for delivery (spooled or deferred)."""
-    from sqlalchemy import func
-
     return int(conn.execute(select(func.count()).select_from(recipients).where(recipients.c.status.in_(_DUE)))
                .scalar_one())
+
+
+def account_named(conn: Connection, name: str) -> int | None:
+    """The id of the account called ``name`` (for the command line), else None."""
+    from .schema import accounts
+
+    found = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).scalar()
+    return None if found is None else int(found)
+
+
+def account_of_email(conn: Connection, email_id: str) -> int | None:
+    """The account an email belongs to (for the command line, which has no API key), else None."""
+    found = conn.execute(select(emails.c.account_id).where(emails.c.id == email_id)).scalar()
+    return None if found is None else int(found)
