@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailtrack.store import queries, suppressions
+from sqlalchemy import select
+
+from mailtrack.store import inbound, queries, suppressions
 from mailtrack.store.db import Store
+from mailtrack.store.schema import recipients
+from mailtrack.store.submit import NewEmail, NewRecipient, submit
+from mailtrack.store.transitions import Change, record
 from tests.conftest import Api
 from tests.test_inbound_payloads import (
+    Sent,
     arf,
     auto_reply,
     deliver,
@@ -218,3 +224,24 @@ async def test_bounce_for_a_forwarded_address_lands_on_the_verp_recipient(sqlite
     bounce = events[-1]
     assert bounce["data"]["reported_address"] == "alice.private@elsewhere.test"
     assert bounce["data"]["correlated_by"] == "verp"
+
+
+async def test_bounce_overtaking_a_retry_ends_the_retries(any_store: Store, tmp_path: Path) -> None:
+    config = inbound_config(tmp_path)
+    sent = sent_email(any_store, ALICE)
+    with any_store.write() as conn:  # a second recipient, still deferred and due for a retry
+        [(eid, _)] = submit(conn, sent.account_id, [NewEmail(from_addr="ops@acme.test", subject="s", text="t",
+                                                             recipients=[NewRecipient("", BOB, "to")])])
+        [bob] = inbound.recipients_of(conn, eid)
+        record(conn, Change(bob["id"], "deferred", reason="451 try later", fields={"next_attempt_at": 9e9}))
+    deferred = Sent(sent.account_id, eid, {BOB: bob["id"]})
+    failed = [(BOB, "failed", "5.1.1", "550 5.1.1 user unknown")]
+    async with running(config, any_store) as server:
+        await deliver(server, dsn(deferred.verp(config, BOB), failed, deferred.headers(config, BOB)),
+                      deferred.verp(config, BOB))
+        await server.drain()
+    got = status_of(any_store, deferred, BOB)
+    assert (got["status"], got["next_attempt_at"]) == ("hard_bounce", None)
+    with any_store.read() as conn:
+        row = conn.execute(select(recipients.c.next_attempt_at).where(recipients.c.id == bob["id"])).scalar()
+    assert row is None

@@ -132,7 +132,9 @@ def _effect(
         hard = res.hard if res is not None else False
         reason = _reason(res)
         typ = EventType.HARD_BOUNCE if hard else EventType.SOFT_BOUNCE
-        outcome = record(conn, Change(rid, typ.value, reason=reason, data=data, dedupe_key=key))
+        # a report can overtake a retry (spooled/deferred → bounce): the recipient is then no longer due
+        outcome = record(conn, Change(rid, typ.value, reason=reason, data=data, dedupe_key=key,
+                                      fields={"next_attempt_at": None}))
         if hard and config.suppress_hard_bounces:
             suppressions.add(conn, row["account_id"], row["address"], f"hard bounce: {reason}", "hard_bounce")
         return typ.value, outcome
