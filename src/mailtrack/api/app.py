@@ -85,6 +85,12 @@ def _optional_routers() -> list[Callable[[FastAPI], None]]:
     else:
         mounts.append(mount_tracking)
     try:
+        from ..inbound.routes import mount as mount_inbound
+    except ImportError:
+        pass
+    else:
+        mounts.append(mount_inbound)
+    try:
         from ..web.routes import mount as mount_web
     except ImportError:
         pass

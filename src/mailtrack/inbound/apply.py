@@ -2,8 +2,8 @@
 
 Correlation, strongest first: the VERP token of the address the report was sent to, VERP addresses
 quoted in the returned headers, the ``X-Mailtrack-ID`` header, the ``<RID.EMAILID@bounce-domain>``
-Message-ID. Each names one recipient (the anchor); a report naming several addresses is matched by
-address among the recipients of the anchor's email.
+Message-ID. Each names one recipient (the anchor), and the report affects that recipient only: every
+recipient gets its own message, so other addresses a report names are recorded as unmatched.
 
 Effects, all through ``transitions.record`` with a dedupe key per (report bytes, recipient)::
 
@@ -78,24 +78,20 @@ def find_anchor(
 def match_recipients(
     conn: Connection, anchor: dict[str, Any], results: list[RecipientResult]
 ) -> tuple[list[tuple[dict[str, Any], RecipientResult | None]], list[str]]:
-    """(recipient row, its result) pairs, and the reported addresses that matched nobody."""
+    """The anchor recipient with its result, and the other reported addresses (ignored).
+
+    Every recipient gets a message of its own (own VERP, own Message-ID), so a report that came
+    back through one recipient's message speaks only for that recipient. Letting it name others
+    would let a recipient forge a DSN to its own VERP address that bounces (and suppresses) a
+    co-recipient.
+    """
     if not results:
         return [(anchor, None)], []
-    by_address = {r["address"].lower(): r for r in inbound.recipients_of(conn, anchor["email_id"])}
-    matched: dict[str, tuple[dict[str, Any], RecipientResult | None]] = {}
-    unmatched: list[RecipientResult] = []
-    for res in results:
-        row = by_address.get((res.address or "").lower())
-        if row is not None and row["id"] not in matched:
-            matched[row["id"]] = (row, res)
-        elif row is None:
-            unmatched.append(res)
-    if anchor["id"] not in matched and unmatched:
-        # the anchor's own result under another name (a forwarding address, an alias): the worst one
-        best = min(unmatched, key=lambda r: (not r.hard, r.action in _NOT_FAILED))
-        matched[anchor["id"]] = (anchor, best)
-        unmatched.remove(best)
-    return list(matched.values()), [r.address or "" for r in unmatched]
+    own = [r for r in results if (r.address or "").lower() == anchor["address"].lower()]
+    # the anchor's result under another name (a forwarding address, an alias): the worst one
+    pick = own[0] if own else min(results, key=lambda r: (not r.hard, r.action in _NOT_FAILED))
+    others = [r.address or "" for r in results if r is not pick]
+    return [(anchor, pick)], others
 
 
 def _reason(res: RecipientResult | None) -> str:
