@@ -61,7 +61,17 @@ def serve(ctx: click.Context, roles: tuple[str, ...]) -> None:
     if "api" in roles:
         click.echo(f"mailtrack serving on http://{host}:{port}  (roles: {', '.join(roles)}; "
                    f"database: {_safe_url(config.database_url)})")
-    asyncio.run(run_roles(config, roles, store))
+    _run_loop(run_roles(config, roles, store))
+
+
+def _run_loop(coro: Any) -> Any:
+    """Run on uvloop when installed (uvicorn[standard] brings it): about twice the HTTP throughput."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def _safe_url(url: str) -> str:

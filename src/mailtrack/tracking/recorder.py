@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import logging
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -30,8 +31,12 @@ from ..store.db import Store
 log = logging.getLogger("mailtrack.tracking")
 
 MAX_BATCH = 1000
-LINGER = 0.002  # a short wait for company: fewer, bigger commits at moderate load
+LINGER = 0.0  # a short wait for company: fewer, bigger commits at moderate load
 IDLE_EXIT = 30.0
+# The writer thread needs the GIL for moments between SQL steps; with the default 5 ms switch
+# interval a busy event loop makes every such moment wait, and commits queue behind it.
+SWITCH_INTERVAL = 0.0002
+
 MAX_BACKLOG = 100_000
 
 _Waiter = tuple[store_hits.Hit, "asyncio.Future[bool] | None", "asyncio.AbstractEventLoop | None"]
@@ -62,6 +67,8 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.written = 0
+        self.batches = 0
+        self._owners: dict[str, tuple[str, int]] = {}
         self.lost = 0
         _live.add(self)
 
@@ -94,6 +101,8 @@ class Recorder:
             return
         with self._lock:
             if self._thread is None and not self._closed:
+                if sys.getswitchinterval() > SWITCH_INTERVAL:
+                    sys.setswitchinterval(SWITCH_INTERVAL)
                 self._thread = threading.Thread(target=self._run, name="mailtrack-hits", daemon=True)
                 self._thread.start()
 
@@ -162,8 +171,9 @@ class Recorder:
         outcome: bool | BaseException
         try:
             with self.store.write() as conn:
-                written = store_hits.record_hits(conn, hits)
+                written = store_hits.record_hits(conn, hits, self._owners)
             self.written += written
+            self.batches += 1
             outcome = True
             ok = True
         except (OperationalError, DBAPIError) as e:
@@ -171,6 +181,7 @@ class Recorder:
             outcome, ok = e, False
         except Exception as e:  # not the store being away: retrying would fail the same way
             log.exception("writing %d hits failed; they are dropped", len(hits))
+            self._owners.clear()
             self.lost += len(hits)
             outcome, ok = e, True
         self._answer(batch, outcome)

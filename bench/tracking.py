@@ -1,0 +1,179 @@
+"""Open-pixel benchmark: recorded hits/s through a real `mailtrack serve --role api`, with wrk.
+
+For each engine (a fresh SQLite file; a fresh PostgreSQL schema) it starts the server, submits a
+real HTML email through the API, takes the recipient's real pixel URL and loads it with
+``wrk -t1 -c50 -d8s --latency``. Then it checks that the recipient's ``opens_total`` and its
+``opened`` events equal the 2xx responses wrk completed: every answered hit was recorded.
+Baseline in the same run: nginx's ``empty_gif`` (records nothing) via
+``/work/shared/bench/nginx_pixel_baseline.sh`` with the same wrk settings.
+
+usage: python bench/tracking.py [--engines sqlite,postgresql] [--seconds 8] [--connections 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).parent
+NGINX = Path("/work/shared/bench/nginx_pixel_baseline.sh")
+PG_URL = os.environ.get("MAILTRACK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SECRET = "bench-secret"
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def database(engine: str) -> Iterator[str]:
+    if engine == "sqlite":
+        with tempfile.TemporaryDirectory() as d:
+            yield f"sqlite:///{d}/bench.db"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as c:
+            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@contextmanager
+def serve(env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    env = {**env, "MAILTRACK_HTTP": f"127.0.0.1:{port}"}
+    proc = subprocess.Popen([str(BIN / "mailtrack"), "serve", "--role", "api"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read() if proc.stderr else ""
+                    raise RuntimeError(f"mailtrack serve did not start: {err}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|µs|ms|s|m)", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    done = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "completed": int(done.group(1)) if done else 0,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50": _ms(m.group(1)) if (m := re.search(r"50%\s+(\S+)", out)) else float("nan"),
+        "p99": _ms(m.group(1)) if (m := re.search(r"99%\s+(\S+)", out)) else float("nan"),
+        "socket_errors": errors.group(1) if errors else "none",
+    }
+
+
+def recorded(url: str, key: str, email_id: str, rid: str) -> tuple[int, int]:
+    """(opens_total, opened events) for the recipient, read back through the API."""
+    h = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=h, timeout=60) as c:
+        view = c.get(f"/api/v1/emails/{email_id}").json()
+        total = next(r for r in view["recipients"] if r["id"] == rid)["opens"]["total"]
+        evs = c.get(f"/api/v1/recipients/{rid}/events").json()["events"]
+    return int(total), sum(1 for e in evs if e["type"] == "opened")
+
+
+def run_engine(engine: str, seconds: int, conns: int) -> dict[str, Any]:
+    from mailtrack import tokens
+
+    with database(engine) as db_url:
+        env = {**os.environ, "MAILTRACK_DATABASE_URL": db_url, "MAILTRACK_SECRET_KEY": SECRET,
+               "MAILTRACK_LOG_LEVEL": "warning"}
+        key = subprocess.run([str(BIN / "mailtrack"), "apikey", "create", "--account", "bench"], env=env,
+                             check=True, capture_output=True, text=True, timeout=60).stdout.strip().splitlines()[-1]
+        with serve(env) as url:
+            body = {"from": "ops@acme.example", "to": ["reader@example.com"], "subject": "Task T-1",
+                    "html": '<html><body><p>Task</p><a href="https://acme.example/t/1">open</a></body></html>'}
+            r = httpx.post(f"{url}/api/v1/emails", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            r.raise_for_status()
+            email_id, rid = r.json()["id"], r.json()["recipients"][0]["id"]
+            pixel = f"{url}/o/{tokens.open_token(SECRET, rid)}.gif"
+            warm = httpx.get(pixel, headers={"User-Agent": UA}, timeout=10)
+            assert warm.status_code == 200 and warm.headers["content-type"] == "image/gif"
+            out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-H", f"User-Agent: {UA}",
+                                  pixel], check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
+            res = parse_wrk(out)
+            time.sleep(0.5)  # wrk may close sockets whose hits are still committing
+            res["opens_total"], res["events"] = recorded(url, key, email_id, rid)
+            res["expected"] = res["completed"] - res["non2xx"] + 1  # +1: the warm-up hit
+            res["wrk"] = out
+    return res
+
+
+def nginx_baseline(seconds: int, conns: int) -> float:
+    out = subprocess.run(["bash", str(NGINX), str(seconds), str(conns)], check=True, capture_output=True,
+                         text=True, timeout=seconds + 120).stdout
+    m = re.search(r"nginx empty_gif: (\d+) req/s", out)
+    return float(m.group(1)) if m else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--show-wrk", action="store_true")
+    args = ap.parse_args()
+    base = nginx_baseline(args.seconds, args.connections)
+    print(f"baseline nginx empty_gif (records nothing): {base:,.0f} req/s")
+    for engine in args.engines.split(","):
+        res = run_engine(engine, args.seconds, args.connections)
+        if args.show_wrk:
+            print(res["wrk"])
+        # wrk stops the clock with up to one request per connection in flight: those are recorded
+        # (and answered) but not counted by wrk, so recorded may exceed completed by < connections
+        ok = res["opens_total"] == res["events"] and 0 <= res["opens_total"] - res["expected"] <= args.connections
+        print(f"{engine:>10}: {res['rps']:,.0f} recorded hits/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
+              f"completed {res['completed']} (non-2xx {res['non2xx']}, socket errors {res['socket_errors']})  "
+              f"recorded opens_total {res['opens_total']} / events {res['events']} / 2xx answered {res['expected']}"
+              f" {'OK' if ok else 'MISMATCH'} (in flight at wrk's stop: {res['opens_total'] - res['expected']})  ratio to nginx {res['rps'] / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
