@@ -29,12 +29,16 @@ def recipient_links(
 
 
 def mount(app: FastAPI) -> None:
+    """``app.state.tracking_recorder`` / ``tracking_timeout``, set before the first request, override the defaults."""
     app.include_router(router)
     build = app.build_middleware_stack
 
     def build_with_tracking() -> ASGIApp:
         # outside every other middleware (sessions, error pages): a pixel hit needs none of them
-        fast = TrackingFastPath(build(), store=app.state.store, secret=app.state.config.secret_key)
+        state = app.state
+        fast = TrackingFastPath(build(), store=state.store, secret=state.config.secret_key,
+                                timeout=getattr(state, "tracking_timeout", 1.0),
+                                recorder=getattr(state, "tracking_recorder", None))
         app.state.tracking = fast
         return fast
 
