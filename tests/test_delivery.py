@@ -89,10 +89,11 @@ async def sink() -> AsyncIterator[tuple[Sink, int]]:
     await server.wait_closed()
 
 
-async def test_each_outcome_on_one_connection(sim: Simulator, sqlite_store: Store, tmp_path: Path) -> None:
+async def test_each_outcome_on_one_connection(sim: Simulator, any_store: Store, tmp_path: Path) -> None:
+    store = any_store  # SQLite, and PostgreSQL when configured
     # one connection for the domain: a refused recipient must not disturb the next message on it
     config = sim_config(tmp_path, sim.port, max_connections_per_host=1)
-    api = Api(sqlite_store, config)
+    api = Api(store, config)
     body = email_body(
         to=[a("bounce"), a("success"), a("mailbox-full"), a("blocked")],
         cc=[a("defer-then-accept"), a("success+cc")], bcc=[a("success+bcc")],
@@ -101,10 +102,10 @@ async def test_each_outcome_on_one_connection(sim: Simulator, sqlite_store: Stor
     assert r.status_code == 202, r.text
     eid = r.json()["id"]
     acct = 1
-    worker = Worker(config, sqlite_store)
-    await run_until(worker, all_final(sqlite_store))
+    worker = Worker(config, store)
+    await run_until(worker, all_final(store))
 
-    rc, view = by_address(sqlite_store, acct, eid)
+    rc, view = by_address(store, acct, eid)
     assert rc[a("success")]["status"] == "sent"
     assert rc[a("success")]["last_reply"].startswith("250 2.0.0")
     assert rc[a("success")]["reason"] is None
@@ -119,7 +120,7 @@ async def test_each_outcome_on_one_connection(sim: Simulator, sqlite_store: Stor
     kinds = [ev["type"] for ev in view["timeline"] if ev["address"] == a("defer-then-accept")]
     assert kinds == ["creating", "spooled", "deferred", "deferred", "sent"]
 
-    with sqlite_store.read() as conn:
+    with store.read() as conn:
         found = suppressions.suppressed_among(conn, acct, {a("bounce"), a("success"), a("mailbox-full")})
         rows, _ = suppressions.search(conn, acct, q="bounce@")
     assert set(found) == {a("bounce")} and "5.1.1" in found[a("bounce")]

@@ -250,8 +250,10 @@ class Worker:
         t0 = time.perf_counter()
         with self.store.write() as conn:
             dstore.finish(conn, self.owner, batch)
+        took = time.perf_counter() - t0
         self.stats.commits += 1
-        self.stats.commit_seconds += time.perf_counter() - t0
+        self.stats.commit_seconds += took
+        log.debug("committed %d results in %.1f ms (%d in flight)", len(batch), took * 1000, len(self._inflight))
 
     # --- stopping --------------------------------------------------------------------------
 

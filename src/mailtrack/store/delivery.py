@@ -20,7 +20,7 @@ from sqlalchemy import Connection, func, select, update
 from ..domain.status import Status
 from . import suppressions
 from .schema import attachments, emails, recipients
-from .transitions import Change, Outcome, record
+from .transitions import Change, Outcome, record_batch
 
 _DUE = (Status.SPOOLED.value, Status.DEFERRED.value)
 
@@ -111,7 +111,7 @@ def load_emails(conn: Connection, ids: set[str]) -> dict[str, tuple[dict[str, An
     return out
 
 
-def _apply(conn: Connection, owner: str, f: Finished) -> Outcome:
+def _change(f: Finished) -> Change:
     fields: dict[str, Any] = {"lease_owner": None, "lease_until": None,
                               "next_attempt_at": f.next_attempt_at if f.status is Status.DEFERRED else None}
     if f.last_reply is not None:
@@ -122,21 +122,26 @@ def _apply(conn: Connection, owner: str, f: Finished) -> Outcome:
         fields["first_attempt_at"] = f.first_attempt_at
     if f.reason is None:
         fields["reason"] = None  # a success clears the reason an earlier deferral left
-    outcome = record(conn, Change(f.recipient_id, f.status.value, reason=f.reason, data=f.data, at=f.at,
-                                  fields=fields))
-    if outcome is not Outcome.APPLIED:
-        # The status moved on without us (another worker, a report, a suppression): just let go.
-        conn.execute(update(recipients).where(recipients.c.id == f.recipient_id, recipients.c.lease_owner == owner)
-                     .values(lease_owner=None, lease_until=None))
-    if f.suppress is not None and outcome is Outcome.APPLIED:
-        account_id, address, reason = f.suppress
-        suppressions.add(conn, account_id, address, reason, "hard_bounce")
-    return outcome
+    return Change(f.recipient_id, f.status.value, reason=f.reason, data=f.data, at=f.at, fields=fields)
+
+
+def _apply(conn: Connection, owner: str, f: Finished) -> Outcome:
+    return finish(conn, owner, [f])[0]
 
 
 def finish(conn: Connection, owner: str, results: list[Finished]) -> list[Outcome]:
-    """Record a batch of outcomes in the caller's transaction."""
-    return [_apply(conn, owner, f) for f in results]
+    """Record a batch of outcomes in the caller's transaction (each status change with its event)."""
+    outcomes = record_batch(conn, [_change(f) for f in results])
+    let_go = [f.recipient_id for f, o in zip(results, outcomes, strict=True) if o is not Outcome.APPLIED]
+    if let_go:
+        # The status moved on without us (another worker, a report, a suppression): just let go.
+        conn.execute(update(recipients).where(recipients.c.id.in_(let_go), recipients.c.lease_owner == owner)
+                     .values(lease_owner=None, lease_until=None))
+    for f, o in zip(results, outcomes, strict=True):
+        if f.suppress is not None and o is Outcome.APPLIED:
+            account_id, address, reason = f.suppress
+            suppressions.add(conn, account_id, address, reason, "hard_bounce")
+    return outcomes
 
 
 def release(conn: Connection, owner: str, ids: list[str], now: float) -> int:
