@@ -103,8 +103,8 @@ def parse_wrk(out: str) -> dict[str, Any]:
         "completed": int(done.group(1)) if done else 0,
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "rps": float(rps.group(1)) if rps else 0.0,
-        "p50": _ms(m.group(1)) if (m := re.search(r"50%\s+(\S+)", out)) else float("nan"),
-        "p99": _ms(m.group(1)) if (m := re.search(r"99%\s+(\S+)", out)) else float("nan"),
+        "p50": _ms(m.group(1)) if (m := re.search(r"^\s+50%\s+(\S+)", out, re.M)) else float("nan"),
+        "p99": _ms(m.group(1)) if (m := re.search(r"^\s+99%\s+(\S+)", out, re.M)) else float("nan"),
         "socket_errors": errors.group(1) if errors else "none",
     }
 
