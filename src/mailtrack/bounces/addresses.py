@@ -11,12 +11,14 @@ _MAX_DOMAIN = 255
 _SYSTEM_LOCALS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "maildaemon", "mailerdaemon"})
 
 
-def find_addresses(text: str, limit: int = 50) -> list[str]:
-    """Addresses in order of appearance (duplicates kept once), scanning around each '@'."""
+def find_addresses(text: str, limit: int = 50, max_at: int = 500) -> list[str]:
+    """Addresses in order of appearance (duplicates kept once), scanning around each '@' (at most max_at)."""
     found: list[str] = []
     seen: set[str] = set()
     at = text.find("@")
-    while at != -1 and len(found) < limit:
+    for _ in range(max_at):
+        if at == -1 or len(found) >= limit:
+            break
         address, end = _address_at(text, at)
         if address and address.lower() not in seen:
             seen.add(address.lower())
@@ -44,7 +46,7 @@ def _address_at(text: str, at: int) -> tuple[str | None, int]:
 
 
 def clean_address(value: str | None) -> str | None:
-    """The bare address of a header or DSN field value ("rfc822; <a@b>" → "a@b")."""
+    """The bare address of a header or DSN field value ("rfc822; <a@b>" → "a@b"), None if it has none."""
     if not value:
         return None
     text = value.strip()
@@ -53,10 +55,7 @@ def clean_address(value: str | None) -> str | None:
         if "@" not in addr_type:
             text = rest.strip()
     found = find_addresses(text, limit=1)
-    if found:
-        return found[0]
-    text = text.strip("<> \t\"'")
-    return text or None
+    return found[0] if found else None
 
 
 def is_system_address(address: str) -> bool:

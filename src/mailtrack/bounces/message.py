@@ -6,15 +6,23 @@ import email
 import email.header
 import email.policy
 import html
+import itertools
 import re
 from email.message import Message
 from email.parser import HeaderParser
 from functools import cached_property
 
-MAX_RAW = 1024 * 1024  # parse at most this much of a message
+MAX_RAW = 256 * 1024  # parse at most this much of a message (the report comes first; the tail is the original)
+MAX_NESTING = 12  # "multipart/" types beyond this are cut off (real bounces nest three or four deep)
+MAX_RAW_LINES = 20_000  # the stdlib parser tests every line against every open boundary: cap both
+MAX_CONTENT_TYPE = 2048  # its parameter parsing is slow on long values; real ones are < 300 bytes
 MAX_TEXT = 64 * 1024  # decode at most this much of one text part
 MAX_PARTS = 64  # walk at most this many MIME parts
+MAX_LINES = 3000  # detectors read at most this many lines of the report text…
+MAX_LINE = 2000  # …each cut to this length (no recipient line is longer)
+MAX_RECIPIENTS = 500  # a report names at most this many recipients
 
+_LINE_END = re.compile(rb"\r\n?|\n")
 _HEADER_LINE = re.compile(rb"[!-9;-~]{1,76}:")
 _TAGS = re.compile(r"<[^<>]{0,2000}>")
 _BR = re.compile(r"(?i)<\s*(?:br|/p|/div|/tr|p|div|tr)\b[^<>]{0,500}>")
@@ -33,23 +41,73 @@ ORIGINAL_MARKERS: tuple[str, ...] = (
     "message is included below", "text of the message follows", "original message:", "message text follows",
     "-------original mail info", "-------original message", "original message details",
     "original message as received", "copy of the message header", "copy of your message follows",
-    "copy of your message is below",
+    "copy of your message is below", "enclosed is a copy of the message",
 )  # fmt: skip
 
 
 def split_messages(raw: bytes) -> bytes:
-    """The first message of the input: mbox "From " line dropped, a second mbox message cut off."""
-    raw = raw[:MAX_RAW]
+    """The first message of the input: mbox "From " line dropped, a second mbox message cut off, capped."""
+    raw = _cap_content_types(_cap_nesting(_cap_lines(raw[:MAX_RAW])))
     if raw.startswith(b"From "):
         raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
     cut = raw.find(b"\nFrom ")
-    while cut != -1:
+    for _ in range(100):
+        if cut == -1:
+            break
         before = raw[max(0, cut - 2) : cut]
         after = raw[cut + 1 : cut + 400].split(b"\n", 2)
         if before.endswith((b"\n", b"\n\r")) and len(after) > 1 and _HEADER_LINE.match(after[1]):
             return raw[:cut]
         cut = raw.find(b"\nFrom ", cut + 1)
     return raw
+
+
+def _cap_lines(raw: bytes) -> bytes:
+    """Cut the input after MAX_RAW_LINES lines (CR, LF or CRLF endings, as the parser counts them)."""
+    if raw.count(b"\n") + raw.count(b"\r") <= MAX_RAW_LINES:
+        return raw
+    ends = itertools.islice(_LINE_END.finditer(raw), MAX_RAW_LINES - 1, None)
+    last = next(ends, None)
+    return raw[: last.end()] if last else raw
+
+
+def _cap_content_types(raw: bytes) -> bytes:
+    """Shorten any Content-Type field (folded lines included) longer than MAX_CONTENT_TYPE."""
+    low = raw.lower()
+    pieces: list[bytes] = []
+    done = 0
+    at = low.find(b"content-type:")
+    for _ in range(1000):
+        if at == -1:
+            break
+        end = at
+        for line_end in _LINE_END.finditer(raw, at):
+            end = line_end.end()
+            if raw[end : end + 1] not in (b" ", b"\t") or end - at > MAX_CONTENT_TYPE:
+                break
+        else:
+            end = len(raw)
+        if end - at > MAX_CONTENT_TYPE:
+            pieces.append(raw[done : at + MAX_CONTENT_TYPE] + b"\n")
+            # skip the rest of the over-long field
+            while end < len(raw) and raw[end : end + 1] in (b" ", b"\t"):
+                nxt = _LINE_END.search(raw, end)
+                end = nxt.end() if nxt else len(raw)
+            done = end
+        at = low.find(b"content-type:", max(end, at + 1))
+    pieces.append(raw[done:])
+    return b"".join(pieces)
+
+
+def _cap_nesting(raw: bytes) -> bytes:
+    """Cut the input before its MAX_NESTING-th multipart header: the stdlib parser recurses per level."""
+    low = raw.lower()
+    at = -1
+    for _ in range(MAX_NESTING):
+        at = low.find(b"multipart/", at + 1)
+        if at == -1:
+            return raw
+    return raw[: raw.rfind(b"\n", 0, at) + 1]
 
 
 def part_text(part: Message) -> str:
@@ -59,7 +117,7 @@ def part_text(part: Message) -> str:
         return ""
     payload = payload[:MAX_TEXT]
     text = _decode(payload, part.get_content_charset() or "utf-8")
-    if part.get_content_subtype() == "html":
+    if part.get_content_type() == "text/html":
         text = html.unescape(_TAGS.sub(" ", _BR.sub("\n", text)))
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -74,12 +132,11 @@ def _decode(payload: bytes, charset: str) -> str:
     return payload.decode("latin-1")
 
 
-def is_text(part: Message) -> bool:
+def _is_text_type(part: Message, ctype: str) -> bool:
     """A text part, or a multipart whose boundary was lost (its body is plain text then)."""
-    maintype = part.get_content_maintype()
-    if maintype == "text":
-        return part.get_content_type() != "text/rfc822-headers"
-    return maintype == "multipart" and isinstance(part.get_payload(), str)
+    if ctype.startswith("text/"):
+        return ctype != "text/rfc822-headers"
+    return ctype.startswith("multipart/") and isinstance(part.get_payload(), str)
 
 
 def cut_at_original(text: str) -> tuple[str, str]:
@@ -102,13 +159,22 @@ class Returned:
     def __init__(self, raw: bytes) -> None:
         self.raw = split_messages(raw)
         self.msg: Message = _parse_bytes(self.raw)
+        self._texts: dict[int, str] = {}
+
+    def text_of(self, part: Message) -> str:
+        """A text part's decoded content, decoded once."""
+        key = id(part)
+        if key not in self._texts:
+            self._texts[key] = part_text(part)
+        return self._texts[key]
 
     def header(self, name: str) -> str:
-        """A top-level header as text ("" when absent or undecodable)."""
-        value = self.msg.get(name)
-        if value is None:
-            return ""
-        return str(value).strip()
+        """A top-level header as text ("" when absent)."""
+        return self._headers.get(name.lower(), "")
+
+    @cached_property
+    def _headers(self) -> dict[str, str]:
+        return _first_values(self.msg)
 
     @cached_property
     def subject(self) -> str:
@@ -119,45 +185,70 @@ class Returned:
         return self.header("From").lower()
 
     @cached_property
-    def parts(self) -> list[Message]:
-        """MIME parts in order, not descending into attached messages, capped in number."""
-        out: list[Message] = []
+    def _walk(self) -> tuple[list[Message], list[str]]:
+        """MIME parts in order (not inside attached messages, capped in number) and their types."""
+        parts: list[Message] = []
+        types: list[str] = []
         stack: list[Message] = [self.msg]
-        while stack and len(out) < MAX_PARTS:
+        while stack and len(parts) < MAX_PARTS:
             part = stack.pop(0)
-            out.append(part)
-            if part.is_multipart() and part.get_content_maintype() == "multipart":
+            ctype = part.get_content_type()
+            parts.append(part)
+            types.append(ctype)
+            if ctype.startswith("multipart/"):
                 payload = part.get_payload()
                 if isinstance(payload, list):
                     stack[0:0] = [p for p in payload if isinstance(p, Message)]
-        return out
+        return parts, types
+
+    @property
+    def parts(self) -> list[Message]:
+        return self._walk[0]
 
     @cached_property
     def nested_parts(self) -> list[Message]:
         """Parts of the messages attached to this one (one level down), capped in number."""
         out: list[Message] = []
-        for part in self.parts:
-            if part.get_content_type() == "message/rfc822" and part.is_multipart():
-                inner = part.get_payload(0)
-                if isinstance(inner, Message):
-                    out.extend(p for p in inner.walk())
+        for part in self.parts_of("message/rfc822"):
+            inner = part.get_payload(0) if part.is_multipart() else None
+            if isinstance(inner, Message):
+                out.extend(p for p in inner.walk())
             if len(out) > MAX_PARTS:
                 break
         return out[:MAX_PARTS]
 
     def parts_of(self, *content_types: str) -> list[Message]:
-        return [p for p in self.parts if p.get_content_type() in content_types]
+        parts, types = self._walk
+        return [p for p, t in zip(parts, types, strict=True) if t in content_types]
+
+    @cached_property
+    def text_parts(self) -> list[Message]:
+        parts, types = self._walk
+        return [p for p, t in zip(parts, types, strict=True) if _is_text_type(p, t)]
+
+    @cached_property
+    def lines(self) -> list[str]:
+        """The report text's lines, bounded in number and length."""
+        return [line[:MAX_LINE] for line in self.report_text.split("\n", MAX_LINES)[:MAX_LINES]]
+
+    @cached_property
+    def flat(self) -> str:
+        """The report text lower-cased with whitespace collapsed, for quick phrase checks."""
+        return " ".join(self.report_text[:65536].lower().split())
+
+    def mentions(self, *phrases: str) -> bool:
+        """True when the report text contains one of the phrases (line breaks ignored)."""
+        flat = self.flat
+        return any(p in flat for p in phrases)
 
     @cached_property
     def report_text(self) -> str:
         """The human-readable bounce text: text parts before the original, cut at a marker."""
         chunks: list[str] = []
-        for part in self.parts:
-            if not is_text(part):
-                continue
+        for part in self.text_parts:
             if _is_attachment(part) and chunks:
                 continue
-            text, rest = cut_at_original(part_text(part))
+            text, rest = cut_at_original(self.text_of(part))
             chunks.append(text)
             if rest:
                 break
@@ -166,14 +257,12 @@ class Returned:
     @cached_property
     def full_text(self) -> str:
         """All decoded text parts, the original's copy included (for hints and markers)."""
-        chunks = [part_text(p) for p in self.parts if is_text(p)]
-        return "\n".join(chunks)
+        return "\n".join(self.text_of(p) for p in self.text_parts)
 
     @cached_property
     def original_headers(self) -> Message | None:
         """The headers of the returned original message, wherever they are."""
-        for part in self.parts:
-            ctype = part.get_content_type()
+        for part, ctype in zip(*self._walk, strict=True):
             if ctype in ("message/rfc822", "message/global") and part.is_multipart():
                 inner = part.get_payload(0)
                 if isinstance(inner, Message):
@@ -190,15 +279,26 @@ class Returned:
 
     @cached_property
     def searchable(self) -> str:
-        """Raw text and decoded parts together, for header-line searches."""
-        return self.raw[:MAX_RAW].decode("latin-1") + "\n" + self.full_text
+        """Raw text plus the decoded text of encoded parts, for header-line searches."""
+        encoded = [
+            self.text_of(p)
+            for p in self.text_parts
+            if str(p.get("Content-Transfer-Encoding", "")).strip().lower() in ("base64", "quoted-printable")
+        ]
+        return "\n".join([self.raw.decode("latin-1"), *encoded])
+
+    @cached_property
+    def searchable_lower(self) -> str:
+        return self.searchable.lower()
 
     def original_header(self, name: str) -> str:
+        """A header of the returned original message ("" when absent)."""
+        return self._original_headers.get(name.lower(), "")
+
+    @cached_property
+    def _original_headers(self) -> dict[str, str]:
         headers = self.original_headers
-        if headers is None:
-            return ""
-        value = headers.get(name)
-        return str(value).strip() if value is not None else ""
+        return _first_values(headers) if headers is not None else {}
 
     @cached_property
     def original_message_id(self) -> str | None:
@@ -215,16 +315,24 @@ class Returned:
 
     @cached_property
     def mailtrack_id(self) -> str | None:
+        if "x-mailtrack-id" not in self.searchable_lower:
+            return None
         found = _MAILTRACK_ID.search(self.searchable)
         return found.group(1) if found else None
 
     @cached_property
     def envelope_hints(self) -> list[str]:
         hints: list[str] = []
-        for match in _VERP.finditer(self.searchable):
+        if "bounces+" not in self.searchable_lower:
+            return hints
+        seen: set[str] = set()
+        for match in _VERP.finditer(self.searchable, 0, MAX_TEXT * 4):
             hint = match.group(0)
-            if hint.lower() not in (h.lower() for h in hints):
+            if hint.lower() not in seen:
+                seen.add(hint.lower())
                 hints.append(hint)
+            if len(hints) >= 20:
+                break
         return hints
 
 
@@ -247,6 +355,14 @@ def _parse_bytes(raw: bytes) -> Message:
         actual = actual[:-2]
     fixed = raw[:head_end].replace(declared.encode("latin-1", "replace"), actual, 1) + body
     return email.message_from_bytes(fixed, policy=email.policy.compat32)
+
+
+def _first_values(msg: Message) -> dict[str, str]:
+    """Header names (lower-cased) to their first value, stripped."""
+    values: dict[str, str] = {}
+    for name, value in msg.items():
+        values.setdefault(name.lower(), str(value).strip())
+    return values
 
 
 def _is_attachment(part: Message) -> bool:

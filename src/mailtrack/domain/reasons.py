@@ -87,6 +87,7 @@ class Classification:
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 _BASIC = re.compile(r"(?<!\d)([245]\d\d)(?:[ -]|$)")
 _SPACES = re.compile(r"\s+")
+_REPEATED_CODE = re.compile(r" (?:[245]\d\d[ -])?([245]\.\d{1,3}\.\d{1,3})(?= )")
 
 # Codes whose meaning is specific enough to stand without the text.
 _CODE_REASONS: dict[str, str] = {
@@ -244,17 +245,17 @@ _WEAK_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )  # fmt: skip
 
 
-_REPLY_PREFIX = re.compile(r"(?<![\w.])([245]\d\d)[ -]([245]\.\d{1,3}\.\d{1,3})?")
-
-
 def normalise_text(text: str, limit: int = 4000) -> str:
     """Lower-case, one space between words, capped; a multi-line reply's repeated codes dropped."""
     low = _SPACES.sub(" ", text[:limit]).strip().lower()
-    first = _REPLY_PREFIX.search(low)
-    if first and first.group(2):
+    first = _ENHANCED.search(low)
+    if first:
         # "550-5.7.1 Messages with multiple 550-5.7.1 addresses" → "... multiple addresses"
-        repeated = re.compile(rf" {first.group(1)}[ -]{re.escape(first.group(2))}(?= )")
-        low = low[: first.end()] + repeated.sub("", low[first.end() :])
+        code = ".".join(first.groups())
+        head, rest = low[: first.end()], low[first.end() :]
+        if code in rest:
+            rest = _REPEATED_CODE.sub(lambda m: "" if m.group(1) == code else m.group(0), rest)
+        low = head + rest
     return low
 
 
@@ -281,7 +282,7 @@ def reason_from_text(text: str, weak: bool = False) -> str | None:
 
 
 def reason_from_code(enhanced: str | None) -> str | None:
-    """The default reason of an enhanced status code (None when it says nothing specific)."""
+    """The default reason of an enhanced status code (None when it says nothing specific, like 5.0.0)."""
     if not enhanced:
         return None
     klass, _, rest = enhanced.partition(".")
@@ -302,16 +303,20 @@ def sender_refused(enhanced: str | None) -> bool:
     return bool(enhanced) and enhanced.split(".", 1)[-1] in ("1.7", "1.8")  # type: ignore[union-attr]
 
 
+def reason_for(code: str | None, text: str) -> str | None:
+    """Sender codes first, then the text's phrases, the code's default, weak phrases (None if nothing)."""
+    if sender_refused(code):
+        return "rejected"
+    return reason_from_text(text) or reason_from_code(code) or reason_from_text(text, weak=True)
+
+
 def classify_status(enhanced: str | None, diagnostic: str) -> tuple[str, bool]:
     """Reason and hard flag for a DSN status (or a bounce text) and its diagnostic text."""
     code = find_enhanced(diagnostic) or (enhanced.strip() if enhanced else None)
     if code and code.startswith("2"):
         return "delivered", False
-    reason = "rejected" if sender_refused(code) else reason_from_text(diagnostic)
-    if reason is None and code and not code.endswith(".0.0"):
-        reason = reason_from_code(code)
-    reason = reason or reason_from_text(diagnostic, weak=True) or reason_from_code(code) or "undefined"
-    return reason, is_hard(reason, code or enhanced)
+    reason = reason_for(code, diagnostic) or "undefined"
+    return reason, is_hard(reason, code)
 
 
 def classify_reply(code: int | None, text: str) -> Classification:
@@ -322,11 +327,11 @@ def classify_reply(code: int | None, text: str) -> Classification:
     klass = code // 100 if code is not None else (int(enhanced[0]) if enhanced else 4)
     if klass == 2:
         return Classification("sent", "delivered", enhanced, False)
-    reason = "rejected" if sender_refused(enhanced) else None
-    reason = reason or reason_from_text(text) or reason_from_code(enhanced) or reason_from_text(text, weak=True)
+    reason = reason_for(enhanced, text)
     if klass != 5:
-        # No reply at all (timeout, connection lost) is treated as temporary too.
-        return Classification("deferred", reason or "system_error", enhanced, False)
+        # No reply at all (timeout, connection lost) is temporary too; nothing has expired yet.
+        reason = "network_error" if reason in (None, "expired") else reason
+        return Classification("deferred", reason, enhanced, False)
     reason = reason or "undefined"
     hard = is_hard(reason, "5")
     return Classification("hard_bounce" if hard else "soft_bounce", reason, enhanced, hard)

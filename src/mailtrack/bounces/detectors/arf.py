@@ -6,7 +6,7 @@ from email.message import Message
 
 from mailtrack.bounces.addresses import clean_address, find_addresses, is_system_address
 from mailtrack.bounces.detectors.dsn import parse_fields
-from mailtrack.bounces.message import Returned, part_text
+from mailtrack.bounces.message import MAX_RECIPIENTS, Returned, part_text
 from mailtrack.bounces.model import RecipientResult, Report
 
 NAME = "arf"
@@ -33,10 +33,12 @@ def _fields(part: Message) -> list[tuple[str, str]]:
 
 def _complaint(msg: Returned, fields: list[tuple[str, str]], feedback_type: str | None) -> Report:
     addresses: list[str] = []
+    seen: set[str] = set()
     for name, value in fields:
-        if name in ("original-rcpt-to", "removal-recipient"):
+        if name in ("original-rcpt-to", "removal-recipient") and len(addresses) < MAX_RECIPIENTS:
             address = clean_address(value)
-            if address and address.lower() not in (a.lower() for a in addresses):
+            if address and address.lower() not in seen:
+                seen.add(address.lower())
                 addresses.append(address)
     if not addresses:
         for name in ("X-HmXmrOriginalRecipient", "To", "Delivered-To"):
@@ -45,7 +47,8 @@ def _complaint(msg: Returned, fields: list[tuple[str, str]], feedback_type: str 
             if found:
                 addresses = found
                 break
-    diagnostic = next((v for k, v in fields if k in ("auth-failure", "abuse-type", "user-agent")), "")
+    shown = ("feedback-type", "auth-failure", "source-ip", "user-agent")
+    diagnostic = "; ".join(f"{k}: {v}" for k, v in fields if k in shown)[:500]
     named: list[str | None] = list(addresses) or [None]
     recipients = [
         RecipientResult(address=a, status=None, reason="feedback", hard=False, diagnostic=diagnostic,

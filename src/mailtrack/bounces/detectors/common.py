@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 from mailtrack.bounces.addresses import find_addresses, is_system_address
-from mailtrack.bounces.message import Returned
+from mailtrack.bounces.message import MAX_RECIPIENTS, Returned
 from mailtrack.bounces.model import Kind, RecipientResult, Report
 from mailtrack.bounces.results import result, text_near
 
 # A line quoting a header of the original message (its addresses are not failed recipients).
 QUOTED_HEADER = re.compile(
-    r"(?i)^\s*>?\s*(?:from|to|cc|bcc|sender|reply-to|return-path|subject|date|message-id|received|"
+    r"(?i)^[ \t]*(?:>[ \t]*)?(?:from|to|cc|bcc|sender|reply-to|return-path|subject|date|message-id|received|"
     r"envelope-from|x-[\w-]{1,40}|in-reply-to|references|sent|an|von|de|para|a|objet|betreff)\s*:"
 )
 _DELAY_PHRASES = (
@@ -83,8 +83,9 @@ def build(
     if kind is None:
         kind = "delay" if is_delay(text, msg.subject) else "bounce"
     unique: dict[str, tuple[str | None, str]] = {}
-    for address, diagnostic in found:
+    for address, diagnostic in found[: MAX_RECIPIENTS * 4]:
         unique.setdefault((address or "").lower(), (address, diagnostic))
+    unique = dict(list(unique.items())[:MAX_RECIPIENTS])
     # The whole text explains a failure only when it is about one recipient.
     context = text[:3000] if len(unique) == 1 else ""
     recipients: list[RecipientResult] = []

@@ -11,7 +11,9 @@ NAME = "domino"
 
 
 def detect(msg: Returned) -> Report | None:
-    lines = msg.report_text.split("\n")
+    if not msg.mentions("was not delivered to:", "could not be delivered to:"):
+        return None
+    lines = msg.lines
     start = find_line(lines, "was not delivered to:", "could not be delivered to:")
     if start == -1:
         return None

@@ -11,7 +11,9 @@ NAME = "dragonfly"
 
 
 def detect(msg: Returned) -> Report | None:
-    lines = msg.report_text.split("\n")
+    if not msg.mentions("there was an error delivering your mail to"):
+        return None
+    lines = msg.lines
     start = find_line(lines, "there was an error delivering your mail to")
     if start == -1:
         return None

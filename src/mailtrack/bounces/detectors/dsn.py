@@ -6,7 +6,7 @@ import re
 from email.message import Message
 
 from mailtrack.bounces.addresses import clean_address, is_system_address
-from mailtrack.bounces.message import Returned, part_text
+from mailtrack.bounces.message import MAX_RECIPIENTS, Returned, part_text
 from mailtrack.bounces.model import Kind, RecipientResult, Report
 from mailtrack.bounces.results import result, status_of, text_near, tidy
 
@@ -98,9 +98,12 @@ def recipients_from_blocks(blocks: list[dict[str, str]], context: str, subject: 
     """One RecipientResult per per-recipient DSN block."""
     results: list[RecipientResult] = []
     delay_hint = any(word in subject.lower() for word in _DELAY_WORDS)
+    single = sum(1 for b in blocks if _is_recipient_block(b)) == 1
     for block in blocks:
         if not _is_recipient_block(block):
             continue
+        if len(results) >= MAX_RECIPIENTS:
+            break
         address = _address(block)
         diagnostic = tidy(block.get("diagnostic-code", ""))
         status = status_of(block.get("status", "")) or status_of(diagnostic)
@@ -117,13 +120,20 @@ def recipients_from_blocks(blocks: list[dict[str, str]], context: str, subject: 
                 diagnostic or tidy(near),
                 detail=block.get("diagnostic-code", "") or diagnostic,
                 status=status,
-                context=near or context[:2000],
+                # The human-readable part explains the failure as a whole only for one recipient.
+                context=near + "\n" + context[:3000] if single else near,
                 kind=kind,
                 action=kind_action(kind),
-                remote_mta=clean_address(block.get("remote-mta")) if block.get("remote-mta") else None,
+                remote_mta=_mta(block.get("remote-mta", "")),
             )
         )
     return results
+
+
+def _mta(value: str) -> str | None:
+    """The host name of a Remote-MTA field ("dns; mx.example.org" → "mx.example.org")."""
+    name = (value.partition(";")[2] if ";" in value else value).strip().strip("[]<>")
+    return name[:255] or None
 
 
 def kind_action(kind: Kind) -> str:
@@ -145,18 +155,17 @@ def detect(msg: Returned) -> Report | None:
     blocks: list[dict[str, str]] = []
     for part in msg.parts_of("message/delivery-status", "message/global-delivery-status"):
         blocks.extend(_blocks_of(part))
-    if not any(_is_recipient_block(b) for b in blocks):
+    if not any(_is_recipient_block(b) for b in blocks) and "delivery-status" in msg.searchable_lower:
         # A bounce forwarded as an attachment still reports on our message.
         for part in msg.nested_parts:
             if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
                 blocks.extend(_blocks_of(part))
     if not any(_is_recipient_block(b) for b in blocks):
         # Some MTAs put the DSN fields into a text part instead.
-        for part in msg.parts:
-            if part.get_content_maintype() == "text" and part.get_content_type() != "text/rfc822-headers":
-                text = part_text(part)
-                if "final-recipient:" in text.lower() or "original-recipient:" in text.lower():
-                    blocks.extend(parse_fields(text))
+        for part in msg.text_parts:
+            text = msg.text_of(part)
+            if "final-recipient:" in text.lower() or "original-recipient:" in text.lower():
+                blocks.extend(parse_fields(text))
     results = recipients_from_blocks(blocks, msg.report_text, msg.subject)
     results = [r for r in results if not (r.address and is_system_address(r.address) and len(results) > 1)]
     if not results:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mailtrack.bounces.addresses import find_addresses
 from mailtrack.bounces.detectors.common import QUOTED_HEADER, build, candidate, looks_like_bounce, own_addresses
-from mailtrack.bounces.message import Returned
+from mailtrack.bounces.message import MAX_RECIPIENTS, Returned
 from mailtrack.bounces.model import Report
 
 NAME = "text"
@@ -47,6 +47,8 @@ def _scan(lines: list[str], start: int, own: set[str]) -> list[tuple[str | None,
         line = lines[index]
         if QUOTED_HEADER.match(line):
             continue
+        if len(found) >= MAX_RECIPIENTS:
+            break
         low = line.lower()
         for address in find_addresses(line):
             at = low.find(address.lower())
@@ -75,9 +77,9 @@ def _bare_local(msg: Returned, lines: list[str], start: int) -> list[tuple[str |
 def detect(msg: Returned) -> Report | None:
     if not looks_like_bounce(msg):
         return None
-    text = msg.report_text[:32768]
+    lines = msg.lines
+    text = "\n".join(lines)
     own = own_addresses(msg)
-    lines = text.split("\n")
     start = marker_line(lines)
     found = _scan(lines, start, own)
     if not found and start:

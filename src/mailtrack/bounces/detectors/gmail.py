@@ -10,14 +10,16 @@ NAME = "gmail"
 
 _FAILED = (
     "the following recipient failed", "the following recipients failed",
-    "** address not found **", "** message not delivered **", "message not delivered",
+    "** address not found **", "** message not delivered **",
     "delivery to these recipients or groups failed", "delivery to the following recipient has been delayed",
     "delivery to the following recipients has been delayed",
 )  # fmt: skip
 
 
 def detect(msg: Returned) -> Report | None:
-    lines = msg.report_text.split("\n")
+    if not msg.mentions(*_FAILED):
+        return None
+    lines = msg.lines
     start = find_line(lines, *_FAILED)
     if start == -1:
         return None

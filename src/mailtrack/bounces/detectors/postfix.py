@@ -17,7 +17,9 @@ _MARKERS = (
 
 
 def detect(msg: Returned) -> Report | None:
-    lines = msg.report_text.split("\n")
+    if not msg.mentions(*_MARKERS):
+        return None
+    lines = msg.lines
     start = find_line(lines, *_MARKERS)
     if start == -1:
         return None

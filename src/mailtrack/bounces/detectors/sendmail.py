@@ -39,7 +39,9 @@ def _transcript(lines: list[str], start: int) -> list[tuple[str | None, str]]:
 
 
 def detect(msg: Returned) -> Report | None:
-    lines = msg.report_text.split("\n")
+    if not msg.mentions(*_LIST_MARKERS, _TRANSCRIPT):
+        return None
+    lines = msg.lines
     listed = find_line(lines, *_LIST_MARKERS)
     transcript = find_line(lines, _TRANSCRIPT)
     if listed == -1 and transcript == -1:

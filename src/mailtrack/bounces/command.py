@@ -1,0 +1,65 @@
+"""``mailtrack bounce parse FILE... [--json]``: run the bounce parser on saved messages."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from mailtrack.bounces.model import Report
+from mailtrack.bounces.output import report_to_json
+from mailtrack.bounces.parse import parse_message
+
+MAX_FILE = 1024 * 1024 * 8  # larger files are read only this far (the parser looks at 1 MB)
+
+
+@click.group(name="bounce")
+def bounce() -> None:
+    """Inspect bounces, delay notices, complaints and auto-replies."""
+
+
+@bounce.command(name="parse")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per file.")
+def parse_command(files: tuple[str, ...], as_json: bool) -> None:
+    """Parse returned messages (raw RFC 5322, mbox "From " line allowed; "-" reads stdin)."""
+    failed = False
+    for name in files:
+        try:
+            raw = _read(name)
+        except OSError as exc:  # missing, a directory, no permission…
+            click.echo(f"bounce parse: cannot read {name}: {exc.strerror or exc}", err=True)
+            failed = True
+            continue
+        report = parse_message(raw)
+        if as_json:
+            click.echo(json.dumps(report_to_json(report, file=name), ensure_ascii=False))
+        else:
+            click.echo(_table(name, report))
+    if failed:
+        sys.exit(1)
+
+
+def _read(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read(MAX_FILE)
+    with open(name, "rb") as handle:
+        return handle.read(MAX_FILE)
+
+
+def _table(name: str, report: Report) -> str:
+    """A short human-readable block: one header line, then one line per recipient."""
+    head = f"{name}: {report.kind} (engine {report.engine})"
+    if report.feedback_type:
+        head += f", feedback type {report.feedback_type}"
+    if report.mailtrack_id:
+        head += f", X-Mailtrack-ID {report.mailtrack_id}"
+    lines = [head]
+    for r in report.recipients:
+        hardness = "hard" if r.hard else "soft"
+        diagnostic = (r.diagnostic[:100] + "…") if len(r.diagnostic) > 100 else r.diagnostic
+        lines.append(f"  {r.address or '-':<40} {r.status or '-':<9} {r.reason:<18} {hardness:<4} {diagnostic}")
+    if not report.recipients:
+        lines.append("  (no recipient found)")
+    return "\n".join(lines)
