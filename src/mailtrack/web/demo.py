@@ -121,10 +121,10 @@ def mix() -> list[dict[str, Any]]:
         invoice("INV-2024-0817", [_a("blocked+payables")], "€ 89.90", client="NORTH"),
         order("PO-5532", [_a("ooto+buyer")], client="CONTOSO", tracking=False),
         task("T-1044", [SUPPRESSED], cc=[_a("open+tenant")], client="ACME"),
-        {"from": frm, "to": [_a("click+foreman")], "subject": "T-1043: task created",
+        {"from": frm, "to": [_a("success+foreman")], "subject": "T-1043: task created",
          "text": f"T-1043 was created. Details: {PORTAL}/tasks/T-1043",
          "source": {"type": "event_message", "reference": "T-1043", "event": "task_created"}, "client": "CONTOSO"},
-        invoice("INV-2024-0818", [_a("open+northwind")], "€ 2,015.00", client="NORTH"),
+        invoice("INV-2024-0818", [_a("success+northwind")], "€ 2,015.00", client="NORTH"),
         order("PO-5533", [_a("success+warehouse"), _a("click+purchasing")], client="CONTOSO"),
     ]
 
@@ -182,11 +182,6 @@ async def run_demo(config: Config, db: Path, wanted_http: tuple[str, int], durat
     try:
         store = open_store(cfg.database_url)
         who = seed(store)
-        echo(f"mailtrack demo running at {url}  (database {db}, simulator on 127.0.0.1:{sim.port})")
-        echo(f"URL: {url}/emails")
-        echo(f"Sign in: {who['email']} / {who['password']}")
-        echo(f"API key: {who['key']}")
-        echo(f"Task notes: {url}/tasks/T-1042   Stop with Ctrl-C.")
         ready = asyncio.Event()
         server = asyncio.create_task(run_roles(cfg, ("api", "worker", "inbound"), store, ready=ready))
         started = asyncio.create_task(ready.wait())
@@ -195,6 +190,11 @@ async def run_demo(config: Config, db: Path, wanted_http: tuple[str, int], durat
             started.cancel()
             server.result()  # raises what stopped it
             return
+        echo(f"mailtrack demo running at {url}  (database {db}, simulator on 127.0.0.1:{sim.port})")
+        echo(f"URL: {url}/emails")
+        echo(f"Sign in: {who['email']} / {who['password']}")
+        echo(f"API key: {who['key']}")
+        echo(f"Task notes: {url}/tasks/T-1042   Stop with Ctrl-C.")
         sender = asyncio.create_task(asyncio.to_thread(send_all, url, who["key"], mix(), stop, echo))
         done, _ = await asyncio.wait([server], timeout=duration)
         if not done:
