@@ -273,3 +273,32 @@ async def test_tracked_html_and_bcc_in_delivered_bytes(sink: tuple[Sink, int], s
         assert "https://acme.test/invoice/42" not in content
         text_part = msg.get_body(("plain",))
         assert text_part is not None and text_part.get_content().startswith("Grüße Grüße")
+
+
+async def test_lease_is_renewed_while_a_slow_server_holds_the_message(sqlite_store: Store, tmp_path: Path) -> None:
+    from mailtrack.store import delivery as dstore
+
+    async with Simulator(slow_delay=2.0) as slow_sim:
+        config = sim_config(tmp_path, slow_sim.port, smtp_timeout="5s")
+        api = Api(sqlite_store, config)
+        eid = api.post("/api/v1/emails", email_body(to=[a("slow")], cc=[], bcc=[])).json()["id"]
+        worker = Worker(config, sqlite_store, lease=0.6)
+        task = asyncio.create_task(worker.run())
+        try:
+            await asyncio.sleep(1.5)  # well past the first lease, still inside the slow DATA
+            with sqlite_store.write() as conn:
+                stolen = dstore.claim(conn, "another-worker", time.time(), 60, 10).recipients
+            assert stolen == [] and worker.inflight == 1
+        finally:
+            await run_until_done(worker, task, all_final(sqlite_store))
+        rc, _ = by_address(sqlite_store, 1, eid)
+        assert rc[a("slow")]["status"] == "sent"
+        assert len(slow_sim.state.messages) == 1
+
+
+async def run_until_done(worker: Worker, task: asyncio.Task[None], done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not await asyncio.to_thread(done) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await worker.stop()
+    await task

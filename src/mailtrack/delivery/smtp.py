@@ -170,10 +170,16 @@ class Sender:
                             self._connect_failed(dest, job, e.reply)
                             return
                         dest.connected += 1
+                    broken = True
                     try:
                         reply = await self._send(smtp, host, job.out)
+                        broken = False
                     except _Broken as e:
                         reply = e.reply
+                    except Exception as e:  # a bug: still answer the job, and start a fresh connection
+                        log.exception("unexpected error sending to %s", host)
+                        reply = Reply(None, f"unexpected error while sending: {e!r}", "data", host)
+                    if broken:
                         dest.connected -= 1
                         smtp.close()
                         smtp = None

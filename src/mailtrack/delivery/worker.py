@@ -117,6 +117,7 @@ class Worker:
                               max_per_host=self.config.max_connections_per_host,
                               require_tls=self.config.require_tls)
         committer = asyncio.create_task(self._commit_loop(), name="delivery-commit")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="delivery-lease")
         log.info("delivery worker %s started (batch %d, lease %.0fs)", self.owner, self.batch_size, self.lease)
         try:
             while not self._stopping:
@@ -134,6 +135,7 @@ class Worker:
                 if batch.claimed < min(room, self.batch_size):
                     await self._sleep(self.poll_interval)  # the queue is empty for now
         finally:
+            heartbeat.cancel()
             await self._shutdown(committer)
 
     async def _sleep(self, timeout: float) -> None:
@@ -254,6 +256,22 @@ class Worker:
         self.stats.commits += 1
         self.stats.commit_seconds += took
         log.debug("committed %d results in %.1f ms (%d in flight)", len(batch), took * 1000, len(self._inflight))
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of everything in flight, so a slow destination never lets them lapse."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
+                await asyncio.to_thread(self._extend, ids)
+            except Exception:
+                log.exception("renewing %d leases failed; will retry", len(ids))
+
+    def _extend(self, ids: list[str]) -> None:
+        with self.store.write() as conn:
+            dstore.extend(conn, self.owner, ids, time.time() + self.lease)
 
     # --- stopping --------------------------------------------------------------------------
 

@@ -144,6 +144,20 @@ def finish(conn: Connection, owner: str, results: list[Finished]) -> list[Outcom
     return outcomes
 
 
+def extend(conn: Connection, owner: str, ids: list[str], until: float) -> int:
+    """Renew the lease on recipients a live worker still holds (a heartbeat), so only a dead one's expire."""
+    n = 0
+    for start in range(0, len(ids), 500):
+        res = conn.execute(
+            update(recipients)
+            .where(recipients.c.id.in_(ids[start:start + 500]), recipients.c.lease_owner == owner,
+                   recipients.c.status.in_(_DUE))
+            .values(lease_until=until, next_attempt_at=until)
+        )
+        n += int(res.rowcount or 0)
+    return n
+
+
 def release(conn: Connection, owner: str, ids: list[str], now: float) -> int:
     """Give back recipients that were claimed but not attempted (a worker stopping), due now."""
     if not ids:
