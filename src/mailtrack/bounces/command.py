@@ -11,7 +11,7 @@ from mailtrack.bounces.model import Report
 from mailtrack.bounces.output import report_to_json
 from mailtrack.bounces.parse import parse_message
 
-MAX_FILE = 1024 * 1024 * 8  # larger files are read only this far (the parser looks at 1 MB)
+MAX_FILE = 1024 * 1024  # larger files are read only this far (the parser looks at the first 256 KB)
 
 
 @click.group(name="bounce")

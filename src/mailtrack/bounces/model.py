@@ -11,7 +11,12 @@ KINDS: tuple[Kind, ...] = ("bounce", "delay", "complaint", "autoreply", "deliver
 
 @dataclass
 class RecipientResult:
-    """The outcome for one recipient named in the report."""
+    """The outcome for one recipient named in the report.
+
+    ``status`` is the enhanced code ("5.1.1"; "5.0.0"/"4.0.0" when only the class is known),
+    ``reason`` and ``hard`` come from ``mailtrack.domain.reasons``, ``action`` is the DSN action
+    (failed, delayed, delivered) or complained / autoreplied.
+    """
 
     address: str | None
     status: str | None
@@ -24,7 +29,11 @@ class RecipientResult:
 
 @dataclass
 class Report:
-    """A parsed bounce, delay notice, complaint, auto-reply or delivery notice."""
+    """A parsed bounce, delay notice, complaint, auto-reply or delivery notice.
+
+    ``engine`` names the detector that recognised the message ("dsn", "arf", "exim", "text"…),
+    "none" when none did and "error" when the input broke the parser (kind "unknown" for both).
+    """
 
     kind: Kind
     recipients: list[RecipientResult] = field(default_factory=list)

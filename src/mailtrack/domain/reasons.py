@@ -32,7 +32,7 @@ suspended                      5.2.1, 5.7.13 · "account disabled", "frozen"
 rejected                       5.1.7, 5.1.8 · the *sender* was refused
 filtered                       "recipient preferences", a receiver's filter
 speeding                       "too many recipients this hour"
-too_many_connections           "too many connections", 4.7.0 volume
+too_many_connections           "too many connections", "too many recipients"
 expired                        4.4.7 · retries ran out, "retry timeout"
 network_error                  x.4.x · DNS failures, routing loops
 system_error                   x.3.x · remote server or configuration fault
@@ -46,10 +46,13 @@ undefined                      nothing recognisable
 
 \\* only for a permanent (5.x.x) status: a DNS verdict under a 4.x.x status can change.
 
-The reply text is read with the enhanced code: the code gives the class and a
-default reason; a recognised phrase refines it (``550 5.7.1 ... user unknown``
-is ``user_unknown``; ``550 5.1.1 ... too many recipients this hour`` is
-``speeding``).
+The basic code gives the outcome (2xx sent, 4xx deferred, 5xx bounce); the reason
+is read from the enhanced code (quoted in the text, e.g. ``550 5.1.1 <x>: ...``)
+together with the text, in this order: a sender-side code (x.1.7, x.1.8) means
+``rejected``; else the first recognised phrase of the text names it
+(``550 5.7.1 ... user unknown`` is ``user_unknown``, ``550 5.1.1 ... too many
+recipients this hour`` is ``speeding``); else the code's default; else a weak
+phrase ("address rejected"); else ``undefined``.
 """
 
 from __future__ import annotations

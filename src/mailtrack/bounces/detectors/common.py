@@ -92,7 +92,7 @@ def build(
     for address, block in unique.values():
         block = block or (text_near(text, address) if address else "")
         recipients.append(
-            result(address, reply_line(block), detail=block, context=context, kind=kind, action=_ACTION[kind])
+            result(address, reply_line(block), detail=block, context=context, kind=kind, action=_ACTION.get(kind))
         )
     return Report(kind=kind, recipients=recipients)
 
