@@ -23,14 +23,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import database  # noqa: E402
-from argon2 import PasswordHasher  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
+from _common import database
+from argon2 import PasswordHasher
+from sqlalchemy import insert
 
-from mailtrack.config import load_config  # noqa: E402
-from mailtrack.store import accounts  # noqa: E402
-from mailtrack.store.db import open_store  # noqa: E402
-from mailtrack.store.schema import emails, events, recipients  # noqa: E402
+from mailtrack.config import load_config
+from mailtrack.store import accounts
+from mailtrack.store.db import open_store
+from mailtrack.store.schema import emails, events, recipients
 
 TARGET_P99_MS = 50.0
 STATUSES = ["sent"] * 14 + ["deferred", "spooled", "soft_bounce", "hard_bounce", "rejected", "sent"]
