@@ -351,3 +351,22 @@ def test_user_add_command(tmp_path: Path) -> None:
         assert sign_in(api.client, "ann@acme.test", "another-pass").status_code == 303
     finally:
         store.dispose()
+
+
+def test_symbols_pure_derivation() -> None:
+    from mailtrack.web.symbols import email_symbols, recipient_symbols
+
+    def r(status: str, opens: tuple[int, int] = (0, 0), clicks: tuple[int, int] = (0, 0), spam: bool = False,
+          addr: str = "a@x.test") -> dict[str, Any]:
+        return {"address": addr, "status": status, "opens": {"total": opens[0], "human": opens[1]},
+                "clicks": {"total": clicks[0], "human": clicks[1]}, "complained": spam}
+
+    assert recipient_symbols(r("deferred")) == ["spooling"]
+    assert recipient_symbols(r("soft_bounce")) == ["bounced"]
+    assert recipient_symbols(r("sent", (2, 0), (1, 1), True)) == ["sent", "opened", "clicked", "spam"]
+    syms = email_symbols([r("sent", (2, 0)), r("rejected", addr="b@x.test")])
+    assert [s.name for s in syms] == ["sent", "opened", "rejected"]
+    opened = syms[1]
+    assert opened.machine_only and "Only automated hits" in opened.tooltip and opened.addresses == ("a@x.test",)
+    assert not email_symbols([r("sent", (2, 1))])[1].machine_only
+    assert email_symbols([]) == []
