@@ -141,3 +141,12 @@ def test_gives_up_and_suppression_setting(tmp_path: Path) -> None:
     f = outcome.from_route_failure(claimed(), RouteFailure("hard_bounce", "ex.test: NXDOMAIN"),
                                    make_config(tmp_path), 1000.0)
     assert f.status is Status.HARD_BOUNCE and f.suppress == (1, "u@ex.test", "ex.test: NXDOMAIN")
+
+
+@pytest.mark.parametrize("stage", ["connect", "tls"])
+def test_refusal_before_mail_from_is_retried_not_bounced(tmp_path: Path, stage: str) -> None:
+    config = make_config(tmp_path)
+    f = outcome.from_reply(claimed(), Reply(554, "554 5.7.1 No SMTP service for you", stage, "mx:25"), config, 1.0)
+    assert f.status is Status.DEFERRED and f.suppress is None
+    f = outcome.from_reply(claimed(), Reply(554, "554 5.7.1 No SMTP service for you", "rcpt", "mx:25"), config, 1.0)
+    assert f.status is Status.SOFT_BOUNCE

@@ -1,7 +1,8 @@
 """What a reply (or a routing failure) means for one recipient: the status to record and when to retry.
 
     2xx                                   → sent
-    4xx, no reply, temporary DNS failure   → deferred, retried per the schedule …
+    4xx, no reply, temporary DNS failure,
+    any refusal before MAIL FROM           → deferred, retried per the schedule …
         … until the first attempt is older than MAX_QUEUE_AGE → soft_bounce "gave up after N attempts"
     5xx about the address (classify_reply) → hard_bounce (and suppressed when configured)
     other 5xx (full, blocked, policy …)    → soft_bounce
@@ -19,6 +20,10 @@ from ..store.delivery import Claimed, Finished
 from . import retry
 from .routing import RouteFailure
 from .smtp import Reply
+
+# A refusal before MAIL FROM (greeting, EHLO, STARTTLS, AUTH) is about the connection — often our own
+# configuration — never about the recipient, so it is retried rather than bounced.
+CONNECTION_STAGES = frozenset({"connect", "tls"})
 
 
 def _attempt(c: Claimed, now: float) -> dict[str, Any]:
@@ -45,7 +50,7 @@ def from_reply(c: Claimed, reply: Reply, config: Config, now: float, rng: random
         data["enhanced"] = cls.enhanced
     if cls.outcome == "sent":
         return Finished(c.id, Status.SENT, reason=None, last_reply=reply.text, data=data, **_attempt(c, now))
-    if cls.outcome == "deferred":
+    if cls.outcome == "deferred" or reply.stage in CONNECTION_STAGES:
         return _temporary(c, reply.text, data, config, now, rng)
     if cls.outcome == "hard_bounce":
         suppress = (c.account_id, c.address, reply.text) if config.suppress_hard_bounces else None
