@@ -160,3 +160,10 @@ def test_template_is_cached_per_email_and_rendering_is_cheap() -> None:
         build_template(e)
     build = (time.perf_counter() - t0) / 50
     assert per < build  # rendering from the cache beats building, whatever the machine's speed
+
+
+def test_unbreakable_long_header_value_stays_under_998() -> None:
+    value = "y" * 998  # the longest value the API accepts, with no space to fold at
+    raw = composer().compose(src(headers={"X-Very-Long-Reference": value}), "r1", "a@x.test").data
+    check_wire(raw)
+    assert parse(raw)["X-Very-Long-Reference"] == value

@@ -302,3 +302,25 @@ async def run_until_done(worker: Worker, task: asyncio.Task[None], done: Callabl
         await asyncio.sleep(0.05)
     await worker.stop()
     await task
+
+
+async def test_stop_releases_what_was_not_attempted(sqlite_store: Store, tmp_path: Path) -> None:
+    async with Simulator(slow_delay=0.8) as slow_sim:
+        config = sim_config(tmp_path, slow_sim.port, smtp_timeout="5s", max_connections_per_host=1,
+                            delivery_lease="10m")
+        api = Api(sqlite_store, config)
+        eid = api.post("/api/v1/emails", email_body(to=[a(f"slow+{i}") for i in range(5)], cc=[], bcc=[])).json()["id"]
+        worker = Worker(config, sqlite_store)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.4)  # the first message is inside its slow DATA, four wait in the queue
+        t_stop = time.time()
+        await worker.stop()
+        await task
+    rc, _ = by_address(sqlite_store, 1, eid)
+    statuses = sorted(r["status"] for r in rc.values())
+    assert statuses == ["sent", "spooled", "spooled", "spooled", "spooled"]  # the one in progress finished
+    with sqlite_store.read() as conn:
+        waiting = conn.execute(select(recipients).where(recipients.c.status == "spooled")).mappings().all()
+    # released: no owner, due at once — not after the 10 minute lease
+    assert all(r["lease_owner"] is None and r["next_attempt_at"] <= t_stop + 2 for r in waiting)
+    assert len(slow_sim.state.messages) == 1

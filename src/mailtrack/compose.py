@@ -23,8 +23,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.header import Header
-from email.utils import formatdate
+from email.utils import format_datetime
 from typing import Any
 
 from . import tokens
@@ -93,7 +94,10 @@ def _fold(name: str, value: str) -> bytes:
         else:
             cur = f"{cur} {word}"
     out.append(cur)
-    # a single word longer than 998 cannot be folded at spaces; splitting it would change its meaning
+    if max(map(len, out)) > 998:
+        # a word too long to fold at spaces: encoded-words can be split anywhere (RFC 2047)
+        enc = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+        return f"{name}: {enc}".encode("ascii") + CRLF
     return "\r\n".join(out).encode("ascii") + CRLF
 
 
@@ -165,7 +169,8 @@ def build_template(email: EmailSource, *, date: float | None = None) -> Template
     """Encode everything the recipients of ``email`` share."""
     head: list[Chunk] = [
         _fold("From", email.from_addr),
-        f"Date: {formatdate(date if date is not None else time.time())}\r\n".encode(),
+        f"Date: {format_datetime(datetime.fromtimestamp(date if date is not None else time.time(), UTC))}\r\n"
+        .encode(),
         MSGID,
     ]
     if email.to_header:
