@@ -183,5 +183,7 @@ def blocks_report(
     if blocks:
         found = list(blocks)
     else:
-        found = [(a, text_near(text, a)) for a in listed]
+        # Addresses only in the header: the text after the marker is about them.
+        region = "\n".join(line for line in lines[start : start + 20] if line.strip())
+        found = [(a, text_near(text, a) or region) for a in listed]
     return build(msg, found, text, kind)
