@@ -117,9 +117,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DELIVERY_LEASE", "3m",
             "How long a worker holds the recipients it claimed; a crashed worker's are retried after this",
             parse_duration),
-    Setting("DELIVERY_LEASE", "3m",
-            "How long a worker holds the recipients it claimed; a crashed worker's are retried after this",
-            parse_duration),
     Setting("MAX_CONNECTIONS", "100", "Concurrent outbound SMTP connections in total", _int),
     Setting("MAX_CONNECTIONS_PER_HOST", "10", "Concurrent outbound SMTP connections per destination",
             _int),
@@ -167,7 +164,6 @@ class Config:
     retry_schedule: tuple[float, ...]
     max_queue_age: float
     smtp_timeout: float
-    delivery_lease: float
     delivery_lease: float
     max_connections: int
     max_connections_per_host: int
