@@ -83,6 +83,7 @@ class Worker:
         self._have_results = asyncio.Event()
         self._stopping = False
         self._last_commit = False  # set once nothing can produce results any more
+        self._grace = 5.0
         self._done = asyncio.Event()
         self._sender: Sender | None = None
         self._routing: set[asyncio.Task[None]] = set()
@@ -97,12 +98,14 @@ class Worker:
                 loop.call_soon_threadsafe(self._wake.set)
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; messages in the middle of a transaction get ``grace`` seconds to finish."""
+        self._grace = grace
         self._stopping = True
         self._wake.set()
         self._have_results.set()
         if self._loop is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), grace + 5.0)
+                await asyncio.wait_for(self._done.wait(), grace + 15.0)
 
     @property
     def inflight(self) -> int:
@@ -281,19 +284,20 @@ class Worker:
             for t in list(self._routing):
                 t.cancel()
             if sender is not None:
-                unsent = [job.tag.id for job in sender.drain_queued()]
-                await sender.close(grace=min(self.config.smtp_timeout, 5.0))
-                if unsent:
-                    try:
-                        await asyncio.to_thread(self._release, unsent)
-                        for rid in unsent:
-                            self._inflight.pop(rid, None)
-                    except Exception:
-                        log.exception("releasing %d unsent recipients failed; their lease will expire", len(unsent))
+                sender.drain_queued()  # not started: released below, due at once for whoever runs next
+                await sender.close(grace=self._grace)
             self._last_commit = True
             self._have_results.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(committer, 10.0)
+            # Everything still held has no recorded result; give it back rather than wait for the lease.
+            left = list(self._inflight)
+            if left:
+                try:
+                    await asyncio.to_thread(self._release, left)
+                    self._inflight.clear()
+                except Exception:
+                    log.exception("releasing %d recipients failed; their lease will expire", len(left))
         finally:
             if not committer.done():
                 committer.cancel()
