@@ -88,7 +88,7 @@ def worker(ctx: click.Context) -> None:
 
     config = _config(ctx)
     setup_logging(config.log_level)
-    asyncio.run(run_roles(config, ("worker",), _store(config)))
+    _run_loop(run_roles(config, ("worker",), _store(config)))
 
 
 @main.command()
@@ -99,7 +99,7 @@ def inbound(ctx: click.Context) -> None:
 
     config = _config(ctx)
     setup_logging(config.log_level)
-    asyncio.run(run_roles(config, ("inbound",), _store(config)))
+    _run_loop(run_roles(config, ("inbound",), _store(config)))
 
 
 @main.command("settings")

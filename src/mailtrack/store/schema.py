@@ -97,6 +97,8 @@ emails = Table(
     UniqueConstraint("account_id", "idempotency_key", name="uq_emails_idempotency"),
     Index("ix_emails_account_created", "account_id", "created_at"),
     Index("ix_emails_source", "account_id", "source_reference", "created_at"),
+    Index("ix_emails_account_client", "account_id", "client_id", "created_at"),
+    Index("ix_emails_account_type", "account_id", "source_type", "created_at"),
 )
 
 attachments = Table(
@@ -145,6 +147,7 @@ recipients = Table(
     # the delivery queue: due recipients in pending statuses
     Index("ix_recipients_due", "next_attempt_at"),
     Index("ix_recipients_account_status", "account_id", "status"),
+    Index("ix_recipients_email_status", "email_id", "status"),
 )
 
 events = Table(
