@@ -119,9 +119,15 @@ def recorded(url: str, key: str, email_id: str, rid: str) -> tuple[int, int]:
     return int(total), sum(1 for e in evs if e["type"] == "opened")
 
 
-def run_engine(engine: str, seconds: int, conns: int) -> dict[str, Any]:
+def _wrk(url: str, seconds: int, conns: int) -> str:
+    return subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-H", f"User-Agent: {UA}", url],
+                          check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
+
+
+def run_engine(engine: str, seconds: int, conns: int, unrecorded: bool = False) -> dict[str, Any]:
     from mailtrack import tokens
 
+    res: dict[str, Any] = {}
     with database(engine) as db_url:
         env = {**os.environ, "MAILTRACK_DATABASE_URL": db_url, "MAILTRACK_SECRET_KEY": SECRET,
                "MAILTRACK_LOG_LEVEL": "warning"}
@@ -136,9 +142,11 @@ def run_engine(engine: str, seconds: int, conns: int) -> dict[str, Any]:
             pixel = f"{url}/o/{tokens.open_token(SECRET, rid)}.gif"
             warm = httpx.get(pixel, headers={"User-Agent": UA}, timeout=10)
             assert warm.status_code == 200 and warm.headers["content-type"] == "image/gif"
-            out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-H", f"User-Agent: {UA}",
-                                  pixel], check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
-            res = parse_wrk(out)
+            if unrecorded:  # same server and path, a token that fails verification: served, not recorded
+                bad = pixel.replace(".gif", "0.gif")
+                res["unrecorded"] = parse_wrk(_wrk(bad, seconds, conns))
+            out = _wrk(pixel, seconds, conns)
+            res.update(parse_wrk(out))
             time.sleep(0.5)  # wrk may close sockets whose hits are still committing
             res["opens_total"], res["events"] = recorded(url, key, email_id, rid)
             res["expected"] = res["completed"] - res["non2xx"] + 1  # +1: the warm-up hit
@@ -159,11 +167,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--show-wrk", action="store_true")
+    ap.add_argument("--no-nginx", action="store_true", help="skip the nginx baseline (A/B loops)")
+    ap.add_argument("--unrecorded", action="store_true",
+                    help="also load the same server with a bad token first: the pixel path without recording")
     args = ap.parse_args()
-    base = nginx_baseline(args.seconds, args.connections)
+    base = float("nan") if args.no_nginx else nginx_baseline(args.seconds, args.connections)
     print(f"baseline nginx empty_gif (records nothing): {base:,.0f} req/s")
     for engine in args.engines.split(","):
-        res = run_engine(engine, args.seconds, args.connections)
+        res = run_engine(engine, args.seconds, args.connections, args.unrecorded)
+        if "unrecorded" in res:
+            u = res["unrecorded"]
+            print(f"{engine:>10}: same path, not recorded (bad token): {u['rps']:,.0f} req/s  p50 {u['p50']:.2f} ms  "
+                  f"p99 {u['p99']:.2f} ms")
         if args.show_wrk:
             print(res["wrk"])
         # wrk stops the clock with up to one request per connection in flight: those are recorded

@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, func, insert, select
 
@@ -23,9 +23,8 @@ MAX_UA = 512
 HUMAN = "human"
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One pixel load or link click, already classified."""
+class Hit(NamedTuple):
+    """One pixel load or link click, already classified (a tuple: cheap to make and to pickle)."""
 
     recipient_id: str
     type: str  # EventType.OPENED | EventType.CLICKED

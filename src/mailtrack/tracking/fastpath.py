@@ -38,6 +38,7 @@ _NOT_FOUND = b"no such link\n"
 _PREFETCH_HEADERS = (b"purpose", b"sec-purpose", b"x-purpose", b"x-moz")
 _ALLOWED = (b"allow", b"GET, HEAD")
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
+_MEMO = 4096  # entries per memo (cleared when full: the hot ones come straight back)
 
 
 def location(url: str) -> str:
@@ -86,6 +87,9 @@ class TrackingFastPath:
         self._recorder = recorder
         self._recent: dict[str, list[tuple[float, int]]] = {}
         self._recent_pruned = 0.0
+        # pixel loads repeat tokens and (UA, IP) pairs: both answers are pure functions of them
+        self._verified: dict[str, str] = {}
+        self._open_cls: dict[tuple[str | None, str | None], str] = {}
 
     @property
     def recorder(self) -> Recorder:
@@ -126,14 +130,24 @@ class TrackingFastPath:
         token = path[3:]
         if token.endswith(".gif"):
             token = token[:-4]
-        rid = tokens.verify(self.secret, "open", token)
+        rid = self._verified.get(token)
         if rid is None:
-            return
+            rid = tokens.verify(self.secret, "open", token)
+            if rid is None:
+                return
+            if len(self._verified) >= _MEMO:
+                self._verified.clear()
+            self._verified[token] = rid
         ua, prefetch = _headers(scope)
         if prefetch:
             return
         ip = _client_ip(scope)
-        hit = store_hits.Hit(rid, EventType.OPENED, time.time(), ip, ua, classify_open(ua, ip))
+        cls = self._open_cls.get((ua, ip))
+        if cls is None:
+            if len(self._open_cls) >= _MEMO:
+                self._open_cls.clear()
+            cls = self._open_cls[(ua, ip)] = classify_open(ua, ip)
+        hit = store_hits.Hit(rid, EventType.OPENED, time.time(), ip, ua, cls)
         await self.recorder.record(hit, self.timeout)
 
     # -- click redirect -----------------------------------------------------------------------

@@ -1,225 +1,312 @@
-"""Group commit for hits: one writer thread, batches of up to MAX_BATCH hits per transaction.
+"""Group commit for hits: batched in each event loop, written by a separate writer process.
 
-A request puts its hit on a queue and awaits a future that resolves when the transaction
-holding it has committed (or failed). The writer is a thread rather than an asyncio task so
-that it serves every event loop that calls it (uvicorn's, TestClient's per-request portals)
-and can flush at interpreter exit; results go back with one ``call_soon_threadsafe`` per loop
-per batch.
+A request adds its hit to its event loop's batch and awaits a future that resolves when the
+writer process acknowledges the transaction holding it (or reports a failure). The SQL runs in
+that process (see writer.py) so that it never competes with the event loop for the GIL. Each
+event loop that records hits (uvicorn's, TestClient's per-request portals) gets its own Unix
+socket connection to the writer; while a batch is in flight the next one accumulates, so batches
+grow with the load.
 
-What can be lost: hits still queued when the process is killed (SIGKILL, power loss) — at most
-one batch in flight plus what timed-out requests left behind; and hits that kept failing for
-``retry_for`` seconds because the store stayed down. A batch whose commit succeeded but whose
-connection broke before the acknowledgement may be written twice on retry.
+What can be lost: hits not yet handed to the writer when the HTTP process is killed, hits the
+writer holds when it is killed (SIGKILL, power loss), unless the same event loop is still
+running to resend them to a restarted writer; and hits that kept failing for ``retry_for``
+seconds because the store stayed down. A batch whose commit succeeded but whose acknowledgement
+was lost (writer killed in between) is written twice on resend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import itertools
 import logging
-import queue
-import sys
+import multiprocessing
+import os
+import pickle
+import secrets
+import socket
 import threading
-import time
 import weakref
-
-from sqlalchemy.exc import DBAPIError, OperationalError
+from multiprocessing.connection import Connection as Pipe
+from multiprocessing.process import BaseProcess
+from typing import Any, cast
 
 from ..store import hits as store_hits
 from ..store.db import Store
+from . import writer
 
 log = logging.getLogger("mailtrack.tracking")
 
 MAX_BATCH = 1000
-LINGER = 0.0  # a short wait for company: fewer, bigger commits at moderate load
-IDLE_EXIT = 30.0
-# The writer thread needs the GIL for moments between SQL steps; with the default 5 ms switch
-# interval a busy event loop makes every such moment wait, and commits queue behind it.
-SWITCH_INTERVAL = 0.0002
-
-MAX_BACKLOG = 100_000
-
-_Waiter = tuple[store_hits.Hit, "asyncio.Future[bool] | None", "asyncio.AbstractEventLoop | None"]
+IDLE_EXIT = 5.0  # the writer exits this long after its last client left (tests make many apps)
+START_TIMEOUT = 30.0
 
 
-def _resolve(items: list[tuple[asyncio.Future[bool], bool | BaseException]]) -> None:
-    for fut, outcome in items:
-        if fut.done():  # the request gave up waiting (timeout) or went away
+class StoreUnavailable(Exception):
+    """The writer could not commit a batch (yet)."""
+
+
+class _Channel(asyncio.Protocol):
+    """One event loop's side: the batch being gathered, the batches sent and not yet acknowledged."""
+
+    def __init__(self, recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
+        self.recorder = recorder
+        self.loop = loop
+        self.hits: list[store_hits.Hit] = []
+        self.futs: list[asyncio.Future[bool] | None] = []
+        self.unacked: dict[int, tuple[bytes, list[asyncio.Future[bool] | None]]] = {}
+        self.in_flight: set[int] = set()
+        self.transport: asyncio.Transport | None = None
+        self.connecting = False
+        self.scheduled = False
+        self.inbuf = bytearray()
+        self.ids = itertools.count(1)
+
+    def add(self, hit: store_hits.Hit, fut: asyncio.Future[bool] | None, timeout: float | None = None) -> None:
+        if not self.futs and timeout is not None:
+            # one timer per batch rather than a wait_for per hit: the list is the batch's own
+            self.loop.call_later(timeout, _expire, self.futs, timeout)
+        self.hits.append(hit)
+        self.futs.append(fut)
+        if self.transport is None:
+            self._connect_soon()
+        elif not self.scheduled and not self.in_flight:
+            self.scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        if self.transport is None or not self.hits or self.in_flight:
+            return
+        hits, futs = self.hits, self.futs
+        self.hits, self.futs = [], []
+        bid = next(self.ids)
+        payload = pickle.dumps((bid, hits), protocol=5)
+        frame = len(payload).to_bytes(4, "big") + payload
+        self.unacked[bid] = (frame, futs)
+        self.in_flight.add(bid)
+        self.transport.write(frame)
+
+    # -- connection to the writer ---------------------------------------------------------------
+
+    def _connect_soon(self) -> None:
+        if not self.connecting and not self.recorder.closed:
+            self.connecting = True
+            self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        backoff = 0.05
+        try:
+            while not self.recorder.closed:
+                try:
+                    address = await self.loop.run_in_executor(None, self.recorder.ensure_writer)
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    try:
+                        # connected here: uvloop refuses abstract addresses (leading NUL) itself
+                        sock.connect(address)
+                        sock.setblocking(False)
+                    except OSError:
+                        sock.close()
+                        raise
+                    await self.loop.create_unix_connection(lambda: self, sock=sock)
+                    return
+                except (OSError, RuntimeError, EOFError) as e:
+                    log.warning("hit writer not reachable (%s); retrying", e)
+                    self._fail_waiting(StoreUnavailable(f"hit writer not reachable: {e}"))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+        finally:
+            self.connecting = False
+
+    def _fail_waiting(self, exc: Exception) -> None:
+        for fut in self.futs:
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = t = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.inbuf.clear()
+        for bid, (frame, _) in self.unacked.items():  # a restarted writer gets what the old one held
+            self.in_flight.add(bid)
+            t.write(frame)
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.in_flight.clear()
+        if (self.unacked or self.hits) and not self.loop.is_closed():
+            log.warning("hit writer connection lost (%s); reconnecting", exc)
+            self._connect_soon()
+
+    def data_received(self, data: bytes) -> None:
+        inbuf = self.inbuf
+        inbuf += data
+        size = writer.ACK.size
+        end = len(inbuf) - len(inbuf) % size
+        for bid, code, _n in writer.ACK.iter_unpack(memoryview(inbuf)[:end]):
+            self.in_flight.discard(bid)
+            if code == writer.RETRYING:
+                entry = self.unacked.get(bid)
+                outcome: bool | Exception = StoreUnavailable("store unavailable; the hits will be retried")
+            else:
+                entry = self.unacked.pop(bid, None)
+                outcome = True if code == writer.OK else StoreUnavailable("hits could not be written")
+            if entry is not None:
+                _resolve(entry[1], outcome)
+        del inbuf[:end]
+        if not self.in_flight:
+            self._flush()
+
+
+def _expire(futs: list[asyncio.Future[bool] | None], timeout: float) -> None:
+    late = 0
+    for fut in futs:
+        if fut is not None and not fut.done():
+            fut.set_result(False)
+            late += 1
+    if late:
+        log.warning("%d hits not committed within %.1fs; answered anyway, they stay queued", late, timeout)
+
+
+def _resolve(futs: list[asyncio.Future[bool] | None], outcome: bool | Exception) -> None:
+    for fut in futs:
+        if fut is None or fut.done():  # the request gave up waiting (timeout) or went away
             continue
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, Exception):
             fut.set_exception(outcome)
         else:
             fut.set_result(outcome)
 
 
 class Recorder:
-    """Writes hits in batches; ``submit`` is called on an event loop, the writing on a thread."""
+    """Hands hits to the writer process; ``submit``/``record`` are called on an event loop."""
 
-    def __init__(self, store: Store, *, max_batch: int = MAX_BATCH, linger: float = LINGER,
-                 retry_for: float = 60.0, idle_exit: float = IDLE_EXIT) -> None:
+    def __init__(self, store: Store, *, max_batch: int = MAX_BATCH, retry_for: float = 60.0,
+                 idle_exit: float = IDLE_EXIT, url: str | None = None) -> None:
         self.store = store
+        self.url = url or store.engine.url.render_as_string(hide_password=False)
         self.max_batch = max_batch
-        self.linger = linger
         self.retry_for = retry_for
         self.idle_exit = idle_exit
-        self._q: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._counts: Any = self._ctx.RawArray("q", 3)  # written, transactions, lost: kept by the writer
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self.written = 0
-        self.batches = 0
-        self._owners: dict[str, tuple[str, int]] = {}
-        self.lost = 0
+        self._proc: BaseProcess | None = None
+        self._control: Pipe | None = None
+        self._address = ""
+        self._channels: dict[int, _Channel] = {}
+        self._orphans: list[store_hits.Hit] = []
+        self._lost_here = 0
+        self.closed = False
         _live.add(self)
 
-    # -- called from request handlers ---------------------------------------------------------
+    @property
+    def written(self) -> int:
+        return int(self._counts[writer.COUNT_WRITTEN])
 
-    def submit(self, hit: store_hits.Hit) -> asyncio.Future[bool]:
-        """Queue a hit; the future resolves True once committed (False if its recipient is gone)."""
+    @property
+    def batches(self) -> int:
+        return int(self._counts[writer.COUNT_BATCHES])
+
+    @property
+    def lost(self) -> int:
+        return int(self._counts[writer.COUNT_LOST]) + self._lost_here
+
+    # -- called from request handlers -----------------------------------------------------------
+
+    def submit(self, hit: store_hits.Hit, timeout: float | None = None) -> asyncio.Future[bool]:
+        """Queue a hit; the future resolves True once committed, False after about ``timeout`` s."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
-        self._q.put((hit, fut, loop))
-        self._ensure_running()
+        self._channel(loop).add(hit, fut, timeout)
         return fut
 
     def submit_nowait(self, hit: store_hits.Hit) -> None:
-        self._q.put((hit, None, None))
-        self._ensure_running()
+        """Queue a hit nobody waits for; outside an event loop it is written by ``close``."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            with self._lock:
+                self._orphans.append(hit)
+            return
+        self._channel(loop).add(hit, None)
 
     async def record(self, hit: store_hits.Hit, timeout: float) -> bool:
         """Queue and wait for the commit; False (logged) when the store failed or was too slow."""
         try:
-            return await asyncio.wait_for(self.submit(hit), timeout)
-        except TimeoutError:
-            log.warning("hit not committed within %.1fs; answering anyway, it stays queued", timeout)
+            return await self.submit(hit, timeout)
         except Exception as e:  # the reader must never see the store's trouble
-            log.warning("hit not recorded yet (%s); it will be retried", e)
+            log.warning("hit not recorded yet (%s)", e)
         return False
 
-    def _ensure_running(self) -> None:
-        if self._thread is not None:
-            return
+    def _channel(self, loop: asyncio.AbstractEventLoop) -> _Channel:
+        ch = self._channels.get(id(loop))
+        if ch is None or ch.loop is not loop:
+            # TestClient makes a loop per request: forget the closed ones
+            self._channels = {k: c for k, c in self._channels.items() if not c.loop.is_closed()}
+            ch = self._channels[id(loop)] = _Channel(self, loop)
+        return ch
+
+    # -- the writer process -----------------------------------------------------------------------
+
+    def ensure_writer(self) -> str:
+        """Start the writer process unless it runs; its socket address. Blocking: call off the loop."""
         with self._lock:
-            if self._thread is None and not self._closed:
-                if sys.getswitchinterval() > SWITCH_INTERVAL:
-                    sys.setswitchinterval(SWITCH_INTERVAL)
-                self._thread = threading.Thread(target=self._run, name="mailtrack-hits", daemon=True)
-                self._thread.start()
+            if self.closed:
+                raise RuntimeError("recorder closed")
+            if self._proc is not None and self._proc.is_alive():
+                return self._address
+            if self._proc is not None:
+                log.warning("hit writer exited (code %s); restarting it", self._proc.exitcode)
+                self._stop_writer(0)
+            address = f"\0mailtrack-hits-{os.getpid()}-{secrets.token_hex(8)}"
+            ours, theirs = self._ctx.Pipe()
+            self._ctx.set_forkserver_preload(["mailtrack.tracking.writer"])
+            proc = self._ctx.Process(
+                target=writer.main, name="mailtrack-hits", daemon=True,
+                args=(address, os.getpid(), self.url, self._counts, theirs, self.retry_for, self.max_batch,
+                      self.idle_exit, logging.getLogger().getEffectiveLevel()))
+            proc.start()
+            theirs.close()
+            self._proc, self._control = proc, ours
+            if not ours.poll(START_TIMEOUT):
+                raise RuntimeError("hit writer did not start")
+            ours.recv()  # "ready"; EOFError if it died on start
+            self._address = address
+            return address
 
-    # -- the writer thread --------------------------------------------------------------------
-
-    def _run(self) -> None:
-        pending: list[_Waiter] = []
-        failing_since: float | None = None
-        backoff = 0.05
-        while True:
+    def _stop_writer(self, timeout: float) -> None:
+        proc, control = self._proc, self._control
+        self._proc = self._control = None
+        if control is not None:
             try:
-                if not pending:
-                    first = self._q.get(timeout=self.idle_exit)
-                    if first is None:
-                        return
-                    pending.append(first)
-                stop = self._gather(pending)
-                ok = self._write(pending)
-                if ok:
-                    pending = []
-                    failing_since, backoff = None, 0.05
-                else:
-                    failing_since = failing_since or time.monotonic()
-                    if time.monotonic() - failing_since > self.retry_for or len(pending) > MAX_BACKLOG:
-                        self.lost += len(pending)
-                        log.error("store unavailable for %.0fs: %d hits lost", self.retry_for, len(pending))
-                        pending = []
-                    else:
-                        time.sleep(backoff)
-                        backoff = min(backoff * 2, 2.0)
-                if stop:
-                    if pending:
-                        self._write(pending)
-                    return
-            except queue.Empty:
-                with self._lock:
-                    if self._q.empty():
-                        self._thread = None
-                        return
-            except BaseException:  # never let the writer die silently with hits in hand
-                log.exception("hit writer failed; %d hits dropped", len(pending))
-                self.lost += len(pending)
-                pending = []
-
-    def _gather(self, pending: list[_Waiter]) -> bool:
-        """Add queued hits to the batch, lingering briefly for more; True when asked to stop."""
-        deadline = time.monotonic() + self.linger
-        while len(pending) < self.max_batch:
-            try:
-                item = self._q.get_nowait()
-            except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                try:
-                    item = self._q.get(timeout=left)
-                except queue.Empty:
-                    return False
-            if item is None:
-                return True
-            pending.append(item)
-        return False
-
-    def _write(self, batch: list[_Waiter]) -> bool:
-        hits = [h for h, _, _ in batch]
-        outcome: bool | BaseException
-        try:
-            with self.store.write() as conn:
-                written = store_hits.record_hits(conn, hits, self._owners)
-            self.written += written
-            self.batches += 1
-            outcome = True
-            ok = True
-        except (OperationalError, DBAPIError) as e:
-            log.warning("writing %d hits failed, will retry: %s", len(hits), e)
-            outcome, ok = e, False
-        except Exception as e:  # not the store being away: retrying would fail the same way
-            log.exception("writing %d hits failed; they are dropped", len(hits))
-            self._owners.clear()
-            self.lost += len(hits)
-            outcome, ok = e, True
-        self._answer(batch, outcome)
-        return ok
-
-    @staticmethod
-    def _answer(batch: list[_Waiter], outcome: bool | BaseException) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool | BaseException]]] = {}
-        for _, fut, loop in batch:
-            if fut is not None and loop is not None and not fut.done():
-                by_loop.setdefault(loop, []).append((fut, outcome))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:  # that loop has closed; nobody is waiting any more
+                control.send("stop")
+            except OSError:
                 pass
+        if proc is not None:
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+            proc.close()
+        if control is not None:
+            control.close()
 
-    # -- shutdown -----------------------------------------------------------------------------
+    # -- shutdown -------------------------------------------------------------------------------
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued (one attempt) and stop the writer."""
+        """Stop the writer (it makes one last attempt at what it holds) and write orphan hits here."""
         with self._lock:
-            self._closed = True
-            thread = self._thread
-        if thread is None:
-            leftover: list[_Waiter] = []
-            while True:
-                try:
-                    item = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    leftover.append(item)
-            if leftover:
-                self._write(leftover)
-            return
-        self._q.put(None)
-        thread.join(timeout)
+            self.closed = True
+            self._stop_writer(timeout)
+            orphans, self._orphans = self._orphans, []
+        if orphans:
+            try:
+                with self.store.write() as conn:
+                    self._counts[writer.COUNT_WRITTEN] += store_hits.record_hits(conn, orphans)
+            except Exception:
+                log.exception("writing %d hits at close failed; they are lost", len(orphans))
+                self._lost_here += len(orphans)
 
 
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
@@ -231,4 +318,3 @@ def _close_all() -> None:
 
 
 atexit.register(_close_all)
-
