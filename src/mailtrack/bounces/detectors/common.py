@@ -153,6 +153,14 @@ def reply_line(block: str) -> str:
     return block[start:]
 
 
+def marker_line(msg: Returned, markers: tuple[str, ...]) -> int | None:
+    """Index of the line where one of a detector's markers starts, or None when the message has none."""
+    if not msg.mentions(*markers):
+        return None
+    start = find_line(msg.lines, *markers)
+    return None if start == -1 else start
+
+
 def find_line(lines: list[str], *phrases: str, start: int = 0) -> int:
     """Index of the first line (from start) where one of the phrases starts, even if it wraps."""
     for index in range(start, len(lines)):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailtrack.bounces.addresses import find_addresses
-from mailtrack.bounces.detectors.common import build, find_line
+from mailtrack.bounces.detectors.common import build, marker_line
 from mailtrack.bounces.message import Returned
 from mailtrack.bounces.model import Report
 
@@ -18,12 +18,10 @@ _MARKERS = (
 
 
 def detect(msg: Returned) -> Report | None:
-    if not msg.mentions(*_MARKERS):
+    start = marker_line(msg, _MARKERS)
+    if start is None:
         return None
     lines = msg.lines
-    start = find_line(lines, *_MARKERS)
-    if start == -1:
-        return None
     found: list[tuple[str | None, str]] = []
     current: list[str] = []
     address: str | None = None

@@ -9,6 +9,7 @@ from mailtrack.bounces.detectors.common import (
     build,
     failed_recipients_header,
     find_line,
+    marker_line,
 )
 from mailtrack.bounces.message import Returned
 from mailtrack.bounces.model import Report
@@ -25,12 +26,10 @@ _MARKERS = (
 
 
 def detect(msg: Returned) -> Report | None:
-    if not msg.mentions(*_MARKERS):
+    start = marker_line(msg, _MARKERS)
+    if start is None:
         return None
     lines = msg.lines
-    start = find_line(lines, *_MARKERS)
-    if start == -1:
-        return None
     malformed = [line for line in lines[start:] if "malformed address:" in line]
     if malformed:
         # "  a@b <c@d>: malformed address: <c@d> may not follow a@b" is about c@d.

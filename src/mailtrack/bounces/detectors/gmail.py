@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailtrack.bounces.detectors.common import blocks_report, find_line
+from mailtrack.bounces.detectors.common import blocks_report, marker_line
 from mailtrack.bounces.message import Returned
 from mailtrack.bounces.model import Kind, Report
 
@@ -17,11 +17,9 @@ _FAILED = (
 
 
 def detect(msg: Returned) -> Report | None:
-    if not msg.mentions(*_FAILED):
+    start = marker_line(msg, _FAILED)
+    if start is None:
         return None
     lines = msg.lines
-    start = find_line(lines, *_FAILED)
-    if start == -1:
-        return None
     kind: Kind | None = "delay" if "delayed" in lines[start].lower() else None
     return blocks_report(msg, lines, start + 1, kind=kind)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailtrack.bounces.detectors.common import blocks_report, find_line
+from mailtrack.bounces.detectors.common import blocks_report, marker_line
 from mailtrack.bounces.message import Returned
 from mailtrack.bounces.model import Report
 
@@ -17,10 +17,8 @@ _MARKERS = (
 
 
 def detect(msg: Returned) -> Report | None:
-    if not msg.mentions(*_MARKERS):
+    start = marker_line(msg, _MARKERS)
+    if start is None:
         return None
     lines = msg.lines
-    start = find_line(lines, *_MARKERS)
-    if start == -1:
-        return None
     return blocks_report(msg, lines, start + 1)
