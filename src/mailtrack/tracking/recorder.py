@@ -212,6 +212,11 @@ class Recorder:
     def lost(self) -> int:
         return int(self._counts[writer.COUNT_LOST]) + self._lost_here
 
+    @property
+    def writer_pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
     # -- called from request handlers -----------------------------------------------------------
 
     def submit(self, hit: store_hits.Hit, timeout: float | None = None) -> asyncio.Future[bool]:
