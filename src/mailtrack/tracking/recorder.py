@@ -29,7 +29,7 @@ import threading
 import weakref
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
-from typing import Any, cast
+from typing import Any
 
 from ..store import hits as store_hits
 from ..store.db import Store
@@ -46,8 +46,12 @@ class StoreUnavailable(Exception):
     """The writer could not commit a batch (yet)."""
 
 
-class _Channel(asyncio.Protocol):
-    """One event loop's side: the batch being gathered, the batches sent and not yet acknowledged."""
+class _Channel:
+    """One event loop's side: the batch being gathered, the batches sent and not yet acknowledged.
+
+    A bare non-blocking socket with ``add_reader`` rather than an asyncio transport: the socket
+    is ours to close when a short-lived loop (TestClient's) has gone, which a transport is not.
+    """
 
     def __init__(self, recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
         self.recorder = recorder
@@ -56,10 +60,12 @@ class _Channel(asyncio.Protocol):
         self.futs: list[asyncio.Future[bool] | None] = []
         self.unacked: dict[int, tuple[bytes, list[asyncio.Future[bool] | None]]] = {}
         self.in_flight: set[int] = set()
-        self.transport: asyncio.Transport | None = None
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.out = bytearray()  # what the socket did not take yet
+        self.inbuf = bytearray()
         self.connecting = False
         self.scheduled = False
-        self.inbuf = bytearray()
         self.ids = itertools.count(1)
 
     def add(self, hit: store_hits.Hit, fut: asyncio.Future[bool] | None, timeout: float | None = None) -> None:
@@ -68,7 +74,7 @@ class _Channel(asyncio.Protocol):
             self.loop.call_later(timeout, _expire, self.futs, timeout)
         self.hits.append(hit)
         self.futs.append(fut)
-        if self.transport is None:
+        if self.sock is None:
             self._connect_soon()
         elif not self.scheduled and not self.in_flight:
             self.scheduled = True
@@ -76,7 +82,7 @@ class _Channel(asyncio.Protocol):
 
     def _flush(self) -> None:
         self.scheduled = False
-        if self.transport is None or not self.hits or self.in_flight:
+        if self.sock is None or not self.hits or self.in_flight:
             return
         hits, futs = self.hits, self.futs
         self.hits, self.futs = [], []
@@ -85,9 +91,53 @@ class _Channel(asyncio.Protocol):
         frame = len(payload).to_bytes(4, "big") + payload
         self.unacked[bid] = (frame, futs)
         self.in_flight.add(bid)
-        self.transport.write(frame)
+        self._send(frame)
 
-    # -- connection to the writer ---------------------------------------------------------------
+    # -- the socket -----------------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        if self.out:
+            self.out += data
+            return
+        try:
+            n = self.sock.send(data) if self.sock is not None else 0
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as e:
+            self._lost(e)
+            return
+        if n < len(data):
+            self.out += memoryview(data)[n:]
+            self.loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        if self.sock is None:
+            return
+        try:
+            n = self.sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._lost(e)
+            return
+        del self.out[:n]
+        if not self.out:
+            self.loop.remove_writer(self.fd)
+
+    def _readable(self) -> None:
+        if self.sock is None:
+            return
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._lost(e)
+            return
+        if not data:
+            self._lost(None)
+            return
+        self._acks(data)
 
     def _connect_soon(self) -> None:
         if not self.connecting and not self.recorder.closed:
@@ -102,13 +152,12 @@ class _Channel(asyncio.Protocol):
                     address = await self.loop.run_in_executor(None, self.recorder.ensure_writer)
                     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                     try:
-                        # connected here: uvloop refuses abstract addresses (leading NUL) itself
-                        sock.connect(address)
+                        sock.connect(address)  # a listening Unix socket: immediate
                         sock.setblocking(False)
                     except OSError:
                         sock.close()
                         raise
-                    await self.loop.create_unix_connection(lambda: self, sock=sock)
+                    self._attach(sock)
                     return
                 except (OSError, RuntimeError, EOFError) as e:
                     log.warning("hit writer not reachable (%s); retrying", e)
@@ -123,22 +172,35 @@ class _Channel(asyncio.Protocol):
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = t = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+    def _attach(self, sock: socket.socket) -> None:
+        self.sock, self.fd = sock, sock.fileno()
+        self.out.clear()
         self.inbuf.clear()
+        self.loop.add_reader(self.fd, self._readable)
         for bid, (frame, _) in self.unacked.items():  # a restarted writer gets what the old one held
             self.in_flight.add(bid)
-            t.write(frame)
+            self._send(frame)
         self._flush()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+    def _lost(self, exc: Exception | None) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            self.loop.remove_reader(self.fd)
+            self.loop.remove_writer(self.fd)
+            sock.close()
         self.in_flight.clear()
-        if (self.unacked or self.hits) and not self.loop.is_closed():
+        self.out.clear()
+        if self.unacked or self.hits:
             log.warning("hit writer connection lost (%s); reconnecting", exc)
             self._connect_soon()
 
-    def data_received(self, data: bytes) -> None:
+    def discard(self) -> None:
+        """Close the socket of a channel whose loop has closed (its selector went with it)."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+
+    def _acks(self, data: bytes) -> None:
         inbuf = self.inbuf
         inbuf += data
         size = writer.ACK.size
@@ -248,9 +310,15 @@ class Recorder:
         ch = self._channels.get(id(loop))
         if ch is None or ch.loop is not loop:
             # TestClient makes a loop per request: forget the closed ones
-            self._channels = {k: c for k, c in self._channels.items() if not c.loop.is_closed()}
+            self._discard_closed()
             ch = self._channels[id(loop)] = _Channel(self, loop)
         return ch
+
+    def _discard_closed(self) -> None:
+        for key, ch in list(self._channels.items()):
+            if ch.loop.is_closed():
+                ch.discard()
+                del self._channels[key]
 
     # -- the writer process -----------------------------------------------------------------------
 
@@ -304,6 +372,7 @@ class Recorder:
         with self._lock:
             self.closed = True
             self._stop_writer(timeout)
+            self._discard_closed()
             orphans, self._orphans = self._orphans, []
         if orphans:
             try:
