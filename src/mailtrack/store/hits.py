@@ -116,6 +116,9 @@ def record_hits(conn: Connection, hits: Sequence[Hit], known: dict[str, tuple[st
         return 0
     ph = _ph(conn)
     one = "(" + ", ".join([ph] * 6) + ")"
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy_events(conn, rows)
+        rows = []
     for i in range(0, len(rows), _CHUNK):
         chunk = rows[i:i + _CHUNK]
         sql = f"INSERT INTO events ({_EVENT_COLS}) VALUES " + ", ".join([one] * len(chunk))
@@ -129,6 +132,15 @@ def record_hits(conn: Connection, hits: Sequence[Hit], known: dict[str, tuple[st
         [(c[0], c[1], c[2], c[3], c[4], c[5], rid) for rid, c in sorted(per.items())],
     )
     return len(rows)
+
+
+def _copy_events(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL's COPY: no statement to parse and plan per chunk of rows."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f"COPY events ({_EVENT_COLS}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def store_links(conn: Connection, email_id: str, urls: Sequence[str]) -> None:

@@ -40,6 +40,7 @@ log = logging.getLogger("mailtrack.tracking")
 MAX_BATCH = 1000
 IDLE_EXIT = 5.0  # the writer exits this long after its last client left (tests make many apps)
 START_TIMEOUT = 30.0
+MAX_BACKLOG = 200_000  # hits gathered in one event loop while the writer has not taken the last batch
 
 
 class StoreUnavailable(Exception):
@@ -72,6 +73,11 @@ class _Channel:
         if not self.futs and timeout is not None:
             # one timer per batch rather than a wait_for per hit: the list is the batch's own
             self.loop.call_later(timeout, _expire, self.futs, timeout)
+        if len(self.hits) >= MAX_BACKLOG:  # the writer is stuck or unreachable: bound the memory
+            self.recorder.count_lost(1)
+            if fut is not None:
+                fut.set_result(False)
+            return
         self.hits.append(hit)
         self.futs.append(fut)
         if self.sock is None:
@@ -278,6 +284,11 @@ class Recorder:
     def writer_pid(self) -> int | None:
         proc = self._proc
         return proc.pid if proc is not None else None
+
+    def count_lost(self, n: int) -> None:
+        if self._lost_here % 10_000 == 0:
+            log.error("hit writer backlog full: hits are being dropped")
+        self._lost_here += n
 
     # -- called from request handlers -----------------------------------------------------------
 
