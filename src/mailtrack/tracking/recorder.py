@@ -4,8 +4,10 @@ A request adds its hit to its event loop's batch and awaits a future that resolv
 writer process acknowledges the transaction holding it (or reports a failure). The SQL runs in
 that process (see writer.py) so that it never competes with the event loop for the GIL. Each
 event loop that records hits (uvicorn's, TestClient's per-request portals) gets its own Unix
-socket connection to the writer; while a batch is in flight the next one accumulates, so batches
-grow with the load.
+socket connection to the writer (abstract address; the writer accepts only its parent's pid).
+A batch is sent per loop iteration while fewer than MAX_IN_FLIGHT are unacknowledged, else hits
+accumulate, so batches grow with the load; the writer merges what it has into one transaction.
+No process-wide GIL switch interval is needed any more.
 
 What can be lost: hits not yet handed to the writer when the HTTP process is killed, hits the
 writer holds when it is killed (SIGKILL, power loss), unless the same event loop is still
@@ -18,13 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import itertools
 import logging
 import multiprocessing
 import os
-import pickle
 import secrets
-import socket
 import threading
 import weakref
 from multiprocessing.connection import Connection as Pipe
@@ -34,216 +33,13 @@ from typing import Any
 from ..store import hits as store_hits
 from ..store.db import Store
 from . import writer
+from .channel import Channel
 
 log = logging.getLogger("mailtrack.tracking")
 
 MAX_BATCH = 1000
 IDLE_EXIT = 5.0  # the writer exits this long after its last client left (tests make many apps)
 START_TIMEOUT = 30.0
-MAX_BACKLOG = 200_000  # hits gathered in one event loop while the writer has not taken the last batch
-
-
-class StoreUnavailable(Exception):
-    """The writer could not commit a batch (yet)."""
-
-
-class _Channel:
-    """One event loop's side: the batch being gathered, the batches sent and not yet acknowledged.
-
-    A bare non-blocking socket with ``add_reader`` rather than an asyncio transport: the socket
-    is ours to close when a short-lived loop (TestClient's) has gone, which a transport is not.
-    """
-
-    def __init__(self, recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
-        self.recorder = recorder
-        self.loop = loop
-        self.hits: list[store_hits.Hit] = []
-        self.futs: list[asyncio.Future[bool] | None] = []
-        self.unacked: dict[int, tuple[bytes, list[asyncio.Future[bool] | None]]] = {}
-        self.in_flight: set[int] = set()
-        self.sock: socket.socket | None = None
-        self.fd = -1
-        self.out = bytearray()  # what the socket did not take yet
-        self.inbuf = bytearray()
-        self.connecting = False
-        self.scheduled = False
-        self.ids = itertools.count(1)
-
-    def add(self, hit: store_hits.Hit, fut: asyncio.Future[bool] | None, timeout: float | None = None) -> None:
-        if not self.futs and timeout is not None:
-            # one timer per batch rather than a wait_for per hit: the list is the batch's own
-            self.loop.call_later(timeout, _expire, self.futs, timeout)
-        if len(self.hits) >= MAX_BACKLOG:  # the writer is stuck or unreachable: bound the memory
-            self.recorder.count_lost(1)
-            if fut is not None:
-                fut.set_result(False)
-            return
-        self.hits.append(hit)
-        self.futs.append(fut)
-        if self.sock is None:
-            self._connect_soon()
-        elif not self.scheduled and not self.in_flight:
-            self.scheduled = True
-            self.loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self.scheduled = False
-        if self.sock is None or not self.hits or self.in_flight:
-            return
-        hits, futs = self.hits, self.futs
-        self.hits, self.futs = [], []
-        bid = next(self.ids)
-        payload = pickle.dumps((bid, hits), protocol=5)
-        frame = len(payload).to_bytes(4, "big") + payload
-        self.unacked[bid] = (frame, futs)
-        self.in_flight.add(bid)
-        self._send(frame)
-
-    # -- the socket -----------------------------------------------------------------------------
-
-    def _send(self, data: bytes) -> None:
-        if self.out:
-            self.out += data
-            return
-        try:
-            n = self.sock.send(data) if self.sock is not None else 0
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError as e:
-            self._lost(e)
-            return
-        if n < len(data):
-            self.out += memoryview(data)[n:]
-            self.loop.add_writer(self.fd, self._writable)
-
-    def _writable(self) -> None:
-        if self.sock is None:
-            return
-        try:
-            n = self.sock.send(self.out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            self._lost(e)
-            return
-        del self.out[:n]
-        if not self.out:
-            self.loop.remove_writer(self.fd)
-
-    def _readable(self) -> None:
-        if self.sock is None:
-            return
-        try:
-            data = self.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            self._lost(e)
-            return
-        if not data:
-            self._lost(None)
-            return
-        self._acks(data)
-
-    def _connect_soon(self) -> None:
-        if not self.connecting and not self.recorder.closed:
-            self.connecting = True
-            self.loop.create_task(self._connect())
-
-    async def _connect(self) -> None:
-        backoff = 0.05
-        try:
-            while not self.recorder.closed:
-                try:
-                    address = await self.loop.run_in_executor(None, self.recorder.ensure_writer)
-                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    try:
-                        sock.connect(address)  # a listening Unix socket: immediate
-                        sock.setblocking(False)
-                    except OSError:
-                        sock.close()
-                        raise
-                    self._attach(sock)
-                    return
-                except (OSError, RuntimeError, EOFError) as e:
-                    log.warning("hit writer not reachable (%s); retrying", e)
-                    self._fail_waiting(StoreUnavailable(f"hit writer not reachable: {e}"))
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-        finally:
-            self.connecting = False
-
-    def _fail_waiting(self, exc: Exception) -> None:
-        for fut in self.futs:
-            if fut is not None and not fut.done():
-                fut.set_exception(exc)
-
-    def _attach(self, sock: socket.socket) -> None:
-        self.sock, self.fd = sock, sock.fileno()
-        self.out.clear()
-        self.inbuf.clear()
-        self.loop.add_reader(self.fd, self._readable)
-        for bid, (frame, _) in self.unacked.items():  # a restarted writer gets what the old one held
-            self.in_flight.add(bid)
-            self._send(frame)
-        self._flush()
-
-    def _lost(self, exc: Exception | None) -> None:
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            self.loop.remove_reader(self.fd)
-            self.loop.remove_writer(self.fd)
-            sock.close()
-        self.in_flight.clear()
-        self.out.clear()
-        if self.unacked or self.hits:
-            log.warning("hit writer connection lost (%s); reconnecting", exc)
-            self._connect_soon()
-
-    def discard(self) -> None:
-        """Close the socket of a channel whose loop has closed (its selector went with it)."""
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            sock.close()
-
-    def _acks(self, data: bytes) -> None:
-        inbuf = self.inbuf
-        inbuf += data
-        size = writer.ACK.size
-        end = len(inbuf) - len(inbuf) % size
-        for bid, code, _n in writer.ACK.iter_unpack(memoryview(inbuf)[:end]):
-            self.in_flight.discard(bid)
-            if code == writer.RETRYING:
-                entry = self.unacked.get(bid)
-                outcome: bool | Exception = StoreUnavailable("store unavailable; the hits will be retried")
-            else:
-                entry = self.unacked.pop(bid, None)
-                outcome = True if code == writer.OK else StoreUnavailable("hits could not be written")
-            if entry is not None:
-                _resolve(entry[1], outcome)
-        del inbuf[:end]
-        if not self.in_flight:
-            self._flush()
-
-
-def _expire(futs: list[asyncio.Future[bool] | None], timeout: float) -> None:
-    late = 0
-    for fut in futs:
-        if fut is not None and not fut.done():
-            fut.set_result(False)
-            late += 1
-    if late:
-        log.warning("%d hits not committed within %.1fs; answered anyway, they stay queued", late, timeout)
-
-
-def _resolve(futs: list[asyncio.Future[bool] | None], outcome: bool | Exception) -> None:
-    for fut in futs:
-        if fut is None or fut.done():  # the request gave up waiting (timeout) or went away
-            continue
-        if isinstance(outcome, Exception):
-            fut.set_exception(outcome)
-        else:
-            fut.set_result(outcome)
 
 
 class Recorder:
@@ -262,7 +58,7 @@ class Recorder:
         self._proc: BaseProcess | None = None
         self._control: Pipe | None = None
         self._address = ""
-        self._channels: dict[int, _Channel] = {}
+        self._channels: dict[int, Channel] = {}
         self._orphans: list[store_hits.Hit] = []
         self._lost_here = 0
         self.closed = False
@@ -317,12 +113,12 @@ class Recorder:
             log.warning("hit not recorded yet (%s)", e)
         return False
 
-    def _channel(self, loop: asyncio.AbstractEventLoop) -> _Channel:
+    def _channel(self, loop: asyncio.AbstractEventLoop) -> Channel:
         ch = self._channels.get(id(loop))
         if ch is None or ch.loop is not loop:
             # TestClient makes a loop per request: forget the closed ones
             self._discard_closed()
-            ch = self._channels[id(loop)] = _Channel(self, loop)
+            ch = self._channels[id(loop)] = Channel(self, loop)
         return ch
 
     def _discard_closed(self) -> None:
