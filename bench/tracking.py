@@ -7,7 +7,12 @@ real HTML email through the API, takes the recipient's real pixel URL and loads 
 Baseline in the same run: nginx's ``empty_gif`` (records nothing) via
 ``/work/shared/bench/nginx_pixel_baseline.sh`` with the same wrk settings.
 
+``--unrecorded`` first loads the same server with a token that fails verification: the same
+pixel path without recording, the ceiling that recording is measured against.
+``--no-nginx`` skips the nginx run (for quick A/B loops).
+
 usage: python bench/tracking.py [--engines sqlite,postgresql] [--seconds 8] [--connections 50]
+                                [--unrecorded] [--no-nginx] [--show-wrk]
 """
 
 from __future__ import annotations
