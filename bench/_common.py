@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MAILTRACK_SHARED_DIR", REPO.parent / "shared"))
 BIN = Path(sys.executable).parent
 PG_URL = os.environ.get("MAILTRACK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -64,8 +65,9 @@ def serve(env: dict[str, str], *args: str) -> Iterator[str]:
     port = free_port()
     env = {**env, "MAILTRACK_HTTP": f"127.0.0.1:{port}"}
     env.setdefault("MAILTRACK_INBOUND_SMTP", f"127.0.0.1:{free_port()}")
-    proc = subprocess.Popen([str(BIN / "mailtrack"), "serve", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # stderr to a file, not a pipe: a pipe nobody reads fills up and stalls a chatty server
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([str(BIN / "mailtrack"), "serve", *args], env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     try:
@@ -75,16 +77,17 @@ def serve(env: dict[str, str], *args: str) -> Iterator[str]:
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read() if proc.stderr else ""
-                    raise RuntimeError(f"mailtrack serve did not start: {err}") from None
+                    log.seek(0)
+                    raise RuntimeError(f"mailtrack serve did not start: {log.read()}") from None
                 time.sleep(0.1)
         yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def pct(values: list[float], p: float) -> float:

@@ -5,7 +5,7 @@ real HTML email through the API, takes the recipient's real pixel URL and loads 
 ``wrk -t1 -c50 -d8s --latency``. Then it checks that the recipient's ``opens_total`` and its
 ``opened`` events equal the 2xx responses wrk completed: every answered hit was recorded.
 Baseline in the same run: nginx's ``empty_gif`` (records nothing) via
-``/work/shared/bench/nginx_pixel_baseline.sh`` with the same wrk settings.
+``../shared/bench/nginx_pixel_baseline.sh`` with the same wrk settings.
 
 ``--unrecorded`` first loads the same server with a token that fails verification: the same
 pixel path without recording, the ceiling that recording is measured against.
@@ -20,76 +20,19 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import SHARED, database, serve
 
 BIN = Path(sys.executable).parent
-NGINX = Path("/work/shared/bench/nginx_pixel_baseline.sh")
-PG_URL = os.environ.get("MAILTRACK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+NGINX = SHARED / "bench" / "nginx_pixel_baseline.sh"
 SECRET = "bench-secret"
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def database(engine: str) -> Iterator[str]:
-    if engine == "sqlite":
-        with tempfile.TemporaryDirectory() as d:
-            yield f"sqlite:///{d}/bench.db"
-        return
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_{secrets.token_hex(4)}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as c:
-            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@contextmanager
-def serve(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    env = {**env, "MAILTRACK_HTTP": f"127.0.0.1:{port}"}
-    proc = subprocess.Popen([str(BIN / "mailtrack"), "serve", "--role", "api"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read() if proc.stderr else ""
-                    raise RuntimeError(f"mailtrack serve did not start: {err}") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _ms(text: str) -> float:
@@ -138,7 +81,7 @@ def run_engine(engine: str, seconds: int, conns: int, unrecorded: bool = False) 
                "MAILTRACK_LOG_LEVEL": "warning"}
         key = subprocess.run([str(BIN / "mailtrack"), "apikey", "create", "--account", "bench"], env=env,
                              check=True, capture_output=True, text=True, timeout=60).stdout.strip().splitlines()[-1]
-        with serve(env) as url:
+        with serve(env, "--role", "api") as url:
             body = {"from": "ops@acme.example", "to": ["reader@example.com"], "subject": "Task T-1",
                     "html": '<html><body><p>Task</p><a href="https://acme.example/t/1">open</a></body></html>'}
             r = httpx.post(f"{url}/api/v1/emails", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
