@@ -1,11 +1,12 @@
-"""Crash safety: `kill -9` a real `mailtrack worker` mid-way; after a restart nothing is lost and the only
-duplicates are recipients whose result was not committed when the process died."""
+"""Crash safety: `kill -9` a real `mailtrack serve` (API + worker + inbound) mid-way; after a restart
+nothing is lost and the only duplicates are recipients whose result was not committed when the process died."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,12 +41,20 @@ def spool(store: Store, n: int, per_email: int = 10) -> set[str]:
         return set(conn.execute(select(recipients.c.id)).scalars())
 
 
-def start_worker(db_url: str, port: int, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(db_url: str, port: int, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    """The whole service, as `make run` starts it: the worker runs inside `mailtrack serve`."""
     env = {**os.environ, "MAILTRACK_DATABASE_URL": db_url, "MAILTRACK_SECRET_KEY": "test-secret",
+           "MAILTRACK_HTTP": f"127.0.0.1:{_free_port()}", "MAILTRACK_INBOUND_SMTP": f"127.0.0.1:{_free_port()}",
            "MAILTRACK_TRANSPORT_MAP": f"*=127.0.0.1:{port}", "MAILTRACK_DELIVERY_LEASE": "2s",
            "MAILTRACK_SMTP_TIMEOUT": "5s", "MAILTRACK_LOG_LEVEL": "info", **extra}
     with log.open("ab") as out:
-        return subprocess.Popen([MAILTRACK, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([MAILTRACK, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -84,7 +93,7 @@ async def test_kill_9_mid_delivery_loses_nothing(tmp_path: Path) -> None:
         ids = spool(store, n)
         assert len(ids) == n
         async with Simulator(domain=SIM, keep=3 * n) as sim:
-            proc = start_worker(url, sim.port, log)
+            proc = start_service(url, sim.port, log)
             try:
                 deadline = time.monotonic() + 60
                 while sim.state.accepted_total < n // 3:
@@ -101,7 +110,7 @@ async def test_kill_9_mid_delivery_loses_nothing(tmp_path: Path) -> None:
                     recipients.c.lease_owner.is_not(None), recipients.c.status == "spooled")).scalars())
             assert 0 < at_kill < n and in_flight, "the kill should land mid-way, with recipients in flight"
 
-            proc = start_worker(url, sim.port, log)
+            proc = start_service(url, sim.port, log)
             try:
                 await wait_for(lambda: statuses(store).get("sent", 0) == n, 60, "all recipients sent")
             finally:
