@@ -49,12 +49,17 @@ def _free_port() -> int:
 
 def start_service(db_url: str, port: int, log: Path, **extra: str) -> subprocess.Popen[bytes]:
     """The whole service, as `make run` starts it: the worker runs inside `mailtrack serve`."""
+    return start_worker(db_url, port, log, command="serve", **extra)
+
+
+def start_worker(db_url: str, port: int, log: Path, command: str = "worker", **extra: str) -> subprocess.Popen[bytes]:
+    """`mailtrack worker` (or `serve`) delivering everything to the sink on ``port``."""
     env = {**os.environ, "MAILTRACK_DATABASE_URL": db_url, "MAILTRACK_SECRET_KEY": "test-secret",
            "MAILTRACK_HTTP": f"127.0.0.1:{_free_port()}", "MAILTRACK_INBOUND_SMTP": f"127.0.0.1:{_free_port()}",
            "MAILTRACK_TRANSPORT_MAP": f"*=127.0.0.1:{port}", "MAILTRACK_DELIVERY_LEASE": "2s",
            "MAILTRACK_SMTP_TIMEOUT": "5s", "MAILTRACK_LOG_LEVEL": "info", **extra}
     with log.open("ab") as out:
-        return subprocess.Popen([MAILTRACK, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([MAILTRACK, command], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

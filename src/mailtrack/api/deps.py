@@ -17,12 +17,13 @@ from ..store.db import Store
 _bearer = HTTPBearer(auto_error=False, description="API key from `mailtrack apikey create`")
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
+    """Async on purpose: a plain def dependency costs a thread-pool hop on every request."""
     store: Store = request.app.state.store
     return store
 
 
-def get_config(request: Request) -> Config:
+async def get_config(request: Request) -> Config:
     config: Config = request.app.state.config
     return config
 

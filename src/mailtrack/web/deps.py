@@ -9,7 +9,7 @@ from ..store.db import Store
 from .auth import CSRF_FIELD, SESSION_COOKIE, LoginRequired, WebUser, check_csrf, user_from_cookie
 
 
-def web_store(request: Request) -> Store:
+async def web_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
