@@ -151,3 +151,19 @@ def test_openapi_lists_every_endpoint(api: Api) -> None:
               "/api/v1/suppressions/{address}", "/api/v1/settings/tracking", "/api/v1/clients",
               "/api/v1/clients/{ref}"]:
         assert p in paths, p
+
+
+def test_every_api_endpoint_needs_a_key(api: Api) -> None:
+    """Walks the OpenAPI document, so a new endpoint without authentication fails here."""
+    paths = api.client.get("/openapi.json").json()["paths"]
+    checked = 0
+    for path, methods in paths.items():
+        if not path.startswith("/api/v1/"):
+            continue
+        concrete = path.replace("{", "").replace("}", "")  # any value: auth is checked first
+        for method in methods:
+            r = api.client.request(method.upper(), concrete, json={})
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+            assert "API key" in r.json()["error"]["message"]
+            checked += 1
+    assert checked >= 18
