@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Api, email_body
+from mailtrack.store.db import Store
+from tests.conftest import Api, email_body, make_config
 
 
 def test_submit_returns_every_recipient_with_kind_and_status(api: Api) -> None:
@@ -167,3 +169,11 @@ def test_every_api_endpoint_needs_a_key(api: Api) -> None:
             assert "API key" in r.json()["error"]["message"]
             checked += 1
     assert checked >= 18
+
+
+def test_a_body_far_over_the_limit_is_413_before_it_is_read(any_store: Store, tmp_path: Path) -> None:
+    small = Api(any_store, make_config(tmp_path, max_message_size=1000))
+    r = small.client.post("/api/v1/emails", content=b"x" * (17 * 1024 * 1024),
+                          headers={**small.h(), "content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["message"]

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..errors import MailtrackError
@@ -54,6 +55,28 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("internal error; it has been logged"), status_code=500)
 
 
+def body_limit(config: Config) -> int:
+    """Largest request body: a batch may carry several emails, base64 adds a third to attachments."""
+    return 2 * config.max_message_size + 16 * 1024 * 1024
+
+
+class BodySizeLimit:
+    """Refuse a request whose Content-Length is over the limit before reading it: 413 with a message."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    msg = f"request body is {int(value)} bytes; the limit is {self.limit} bytes"
+                    await JSONResponse(error_body(msg, "body"), status_code=413)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] | None = None) -> FastAPI:
     """The whole HTTP surface. ``on_spooled`` wakes an in-process delivery worker."""
     from . import routes_admin, routes_emails
@@ -62,7 +85,12 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
         title="mailtrack",
         version="0.1.0",
         description="Email delivery and tracking: submit emails, read per-recipient status and events.",
+        # backstop for bodies without Content-Length; BodySizeLimit answers the announced ones
+        max_body_size=body_limit(config),
     )
+    build = app.build_middleware_stack
+    # outermost, so the announced size is judged before FastAPI's own plain-text limit
+    app.build_middleware_stack = lambda: BodySizeLimit(build(), body_limit(config))  # type: ignore[method-assign]
     app.state.config = config
     app.state.store = store
     app.state.on_spooled = on_spooled or (lambda: None)
