@@ -1,6 +1,6 @@
 """Scale-out: two `mailtrack worker` processes share one PostgreSQL queue; nobody is sent twice.
 
-N defaults to 2,000 to keep the suite quick; MAILTRACK_SCALE_N=10000 runs the full-size check.
+N is 10,000 as the issue asks (about 15 s here); MAILTRACK_SCALE_N changes it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mailtrack.store.db import open_store
 from tests.conftest import _truncate_pg
 from tests.test_delivery_crash import SIM, received, spool, start_worker, statuses, stop
 
-N = int(os.environ.get("MAILTRACK_SCALE_N", "2000"))
+N = int(os.environ.get("MAILTRACK_SCALE_N", "10000"))
 
 
 @pytest.mark.pg
