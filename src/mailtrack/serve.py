@@ -19,6 +19,18 @@ log = logging.getLogger("mailtrack")
 ROLES = ("api", "worker", "inbound")
 
 
+async def _warm_up(app: Any) -> None:
+    """Start the tracking writer before the first pixel load instead of during it."""
+    try:
+        from .tracking.routes import warm_up
+    except ImportError:
+        return
+    try:
+        await asyncio.to_thread(warm_up, app)
+    except Exception:  # the first hit will try again; serving must not depend on this
+        log.exception("could not start the tracking writer ahead of time")
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
@@ -54,6 +66,7 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                access_log=False, lifespan="off"))
         tasks.append(asyncio.create_task(server.serve(), name="http"))
+        await _warm_up(app)
         log.info("HTTP on http://%s:%s", host, port)
     # Everything loaded so far lives as long as the process: keep it out of the collector's scans,
     # which otherwise walk every module and class on each full collection (latency spikes).

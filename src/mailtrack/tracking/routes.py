@@ -43,3 +43,15 @@ def mount(app: FastAPI) -> None:
         return fast
 
     app.build_middleware_stack = build_with_tracking  # type: ignore[method-assign]
+
+
+def warm_up(app: FastAPI) -> None:
+    """Build the middleware stack and start the hit writer now, so the first reader doesn't wait for it.
+
+    Blocking (it starts a process): call it in a thread. Only for a server that will serve hits.
+    """
+    if app.middleware_stack is None:
+        app.middleware_stack = app.build_middleware_stack()
+    fast = getattr(app.state, "tracking", None)
+    if isinstance(fast, TrackingFastPath):
+        fast.recorder.ensure_writer()
