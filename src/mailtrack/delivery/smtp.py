@@ -257,7 +257,8 @@ class Sender:
             stage = "rcpt"
             await smtp.rcpt(out.rcpt_to)
             stage = "data"
-            resp = await smtp.data(out.data)
+            # RFC 5321 §4.5.3.2: 5 min per command, but 10 min for the reply to the final "."
+            resp = await smtp.data(out.data, timeout=2 * self.timeout)
             return Reply(resp.code, _reply_text(resp.code, resp.message), "data", host)
         except SMTPResponseException as e:
             if e.code in (421, -1):  # the server is closing the connection
