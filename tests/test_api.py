@@ -177,3 +177,20 @@ def test_a_body_far_over_the_limit_is_413_before_it_is_read(any_store: Store, tm
                           headers={**small.h(), "content-type": "application/json"})
     assert r.status_code == 413
     assert r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/emails?offset=99999999999999999999",
+    "/api/v1/suppressions?offset=99999999999999999999",
+    "/api/v1/inbound?offset=99999999999999999999",
+])
+def test_absurd_offsets_are_422(api: Api, path: str) -> None:
+    r = api.get(path)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "offset"
+
+
+@pytest.mark.parametrize("ref", ["³", "99999999999999999999999"])
+def test_odd_client_references_are_404_not_500(api: Api, ref: str) -> None:
+    assert api.get(f"/api/v1/clients/{ref}").status_code == 404
+    r = api.client.patch(f"/api/v1/clients/{ref}", json={"tracking": None}, headers=api.h())
+    assert r.status_code == 404

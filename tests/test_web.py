@@ -227,7 +227,7 @@ def test_list_filters_and_pages(web: Api) -> None:
     assert c.get("/emails?status=hard_bounce").text.count('<td class="nowrap">') == 1
     assert c.get("/emails?since=2000-01-01&until=2000-01-02").text.count('<td class="nowrap">') == 0
     assert c.get("/emails?until=2999-01-01&q=INV-0003").text.count('<td class="nowrap">') == 1
-    for bad in ("status=nope", "since=yesterday", "page=-1", "source_type=fax"):
+    for bad in ("status=nope", "since=yesterday", "page=-1", "page=³", "source_type=fax"):
         r = c.get(f"/emails?{bad}")
         assert r.status_code == 400 and 'role="alert"' in r.text, bad
 
@@ -311,6 +311,7 @@ def test_suppression_list_add_search_remove_export(web: Api) -> None:
     c.post("/suppressions", data={"csrf": tok, "address": "bob@example.test", "reason": XSS})
     assert XSS not in c.get("/suppressions").text
     assert "bob@example.test" not in c.get("/suppressions?q=mallory").text
+    assert c.get("/suppressions?page=³").status_code == 200  # a non-ASCII digit falls back to page 1
     csv_text = c.get("/suppressions.csv").text
     assert "mallory@example.test,'=HYPERLINK(1),manual," in csv_text
     r = c.post("/suppressions/remove", data={"csrf": tok, "address": "mallory@example.test"}, follow_redirects=False)

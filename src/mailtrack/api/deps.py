@@ -14,6 +14,9 @@ from ..errors import AuthError
 from ..store import accounts
 from ..store.db import Store
 
+MAX_OFFSET = 10_000_000
+"""Paging deeper than this is refused with 422 (and would overflow SQLite's 64-bit integers at 2**63)."""
+
 _bearer = HTTPBearer(auto_error=False, description="API key from `mailtrack apikey create`")
 
 

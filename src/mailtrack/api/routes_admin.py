@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..store import accounts, suppressions
 from ..store.db import Store
 from ..store.queries import iso
-from .deps import account_id, get_store
+from .deps import MAX_OFFSET, account_id, get_store
 from .schemas import ClientIn, ClientPatch, SuppressionIn, TrackingSetting
 
 router = APIRouter(prefix="/api/v1")
@@ -25,7 +25,7 @@ def _suppression_view(r: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/suppressions", tags=["suppressions"], summary="The suppression list (format=csv for CSV)")
 def list_suppressions(
-    q: str | None = None, limit: int = Query(100, ge=1, le=10000), offset: int = Query(0, ge=0),
+    q: str | None = None, limit: int = Query(100, ge=1, le=10000), offset: int = Query(0, ge=0, le=MAX_OFFSET),
     format: str = Query("json", pattern="^(json|csv)$"),
     acct: int = Depends(account_id), store: Store = Depends(get_store),
 ) -> Any:

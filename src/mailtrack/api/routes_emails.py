@@ -15,7 +15,7 @@ from ..store import queries, submit
 from ..store.db import Store
 from ..store.writer import GroupWriter
 from .convert import to_new_email
-from .deps import account_id, get_config, get_store
+from .deps import MAX_OFFSET, account_id, get_config, get_store
 from .schemas import BatchIn, EmailIn
 
 router = APIRouter(prefix="/api/v1", tags=["emails"])
@@ -101,7 +101,7 @@ async def post_batch(
 def list_emails(
     source_type: str | None = None, source_reference: str | None = None, client: str | None = None,
     status: str | None = None, since: str | None = None,
-    limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET),
     acct: int = Depends(account_id), store: Store = Depends(get_store),
 ) -> dict[str, Any]:
     with store.read() as conn:

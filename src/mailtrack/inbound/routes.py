@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 
-from ..api.deps import account_id, get_store
+from ..api.deps import MAX_OFFSET, account_id, get_store
 from ..store import inbound
 from ..store.db import Store
 from ..store.queries import iso
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1")
 def list_inbound(
     state: str | None = Query(None, pattern="^(stored|applied|orphan|unparsed)$",
                               description="stored, applied, orphan or unparsed"),
-    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_OFFSET),
     acct: int = Depends(account_id), store: Store = Depends(get_store),
 ) -> dict[str, Any]:
     """Reports correlated to this account's recipients, newest first (raw bytes left out).

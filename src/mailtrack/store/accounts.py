@@ -68,7 +68,7 @@ def find_client(conn: Connection, account_id: int, ref: str | int) -> dict[str, 
     q = select(clients).where(clients.c.account_id == account_id)
     text = str(ref)
     row = conn.execute(q.where(clients.c.external_ref == text)).mappings().first()
-    if row is None and text.isdigit():
+    if row is None and text.isascii() and text.isdigit() and len(text) <= 18:  # not '³', not past 2**63
         row = conn.execute(q.where(clients.c.id == int(text))).mappings().first()
     if row is None:
         raise NotFound(f"no client {text!r} in this account", field="client")

@@ -111,7 +111,7 @@ def _suppressions_page(request: Request, user: WebUser, store: Store, error: str
                        status_code: int = 200, q: str | None = None) -> Response:
     q = q if q is not None else request.query_params.get("q", "").strip()
     raw = request.query_params.get("page", "1")
-    pg = int(raw) if raw.isdigit() and 0 < int(raw) <= 100_000 else 1
+    pg = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= 100_000 else 1
     with store.read() as conn:
         rows, total = suppressions.search(conn, user.account_id, q or None, 100, (pg - 1) * 100)
     items = [{**r, "created": iso(r["created_at"])} for r in rows]

@@ -31,7 +31,7 @@ def embed_token(secret: str, account: int, reference: str) -> str:
 
 def _token_account(secret: str, token: str, reference: str) -> int | None:
     acct, dot, _ = token.partition(".")
-    if not dot or not acct.isdigit():
+    if not dot or not (acct.isascii() and acct.isdigit()) or len(acct) > 18:
         return None
     return int(acct) if hmac.compare_digest(token, embed_token(secret, int(acct), reference)) else None
 

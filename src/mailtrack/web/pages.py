@@ -126,7 +126,7 @@ def parse_filters(params: dict[str, str]) -> tuple[web_store_q.ListFilter, int, 
             setattr(f, key, t if key == "since" else t + timedelta(days=1).total_seconds())
     raw_page = params.get("page", "") or "1"
     pg = 1
-    if raw_page.isdigit() and 0 < int(raw_page) <= 100_000:
+    if raw_page.isascii() and raw_page.isdigit() and 0 < int(raw_page) <= 100_000:
         pg = int(raw_page)
     else:
         errors.append(f"page must be a number from 1 to 100000, got {raw_page!r}")
