@@ -145,7 +145,7 @@ def _register_optional() -> None:
     from importlib import import_module
 
     for module, attr in (
-        ("mailtrack.bounces.command", "bounce"),
+        ("mailtrack.inbound.command", "bounce"),  # `bounce parse` plus the operator's list / show
         ("mailtrack.simulator.command", "simulator_command"),
         ("mailtrack.cli_mail", "send"),
         ("mailtrack.cli_mail", "status"),
