@@ -194,3 +194,10 @@ def test_odd_client_references_are_404_not_500(api: Api, ref: str) -> None:
     assert api.get(f"/api/v1/clients/{ref}").status_code == 404
     r = api.client.patch(f"/api/v1/clients/{ref}", json={"tracking": None}, headers=api.h())
     assert r.status_code == 404
+
+
+def test_email_view_says_engagement_is_an_estimate(api: Api) -> None:
+    tracked = api.post("/api/v1/emails", email_body()).json()
+    untracked = api.post("/api/v1/emails", email_body(tracking=False)).json()
+    assert "never be 100% accurate" in api.get(f"/api/v1/emails/{tracked['id']}").json()["engagement_note"]
+    assert api.get(f"/api/v1/emails/{untracked['id']}").json()["engagement_note"].startswith("not tracked")

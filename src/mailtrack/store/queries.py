@@ -12,6 +12,12 @@ from ..domain.status import summarize
 from ..errors import NotFound
 from .schema import clients, emails, events, recipients
 
+ENGAGEMENT_NOTE = (
+    "Opens and clicks can never be 100% accurate: privacy proxies and image caches load pixels and "
+    "security scanners follow links, so counts are given as total and human; a text-only email "
+    "cannot be tracked for opens."
+)
+
 
 def iso(t: float | None) -> str | None:
     if t is None:
@@ -74,6 +80,7 @@ def get_email(conn: Connection, account_id: int, email_id: str, *, timeline: boo
         select(recipients).where(recipients.c.email_id == email_id).order_by(recipients.c.id)
     ).mappings())
     view = email_view(e, rcpts, e["client_ref"])
+    view["engagement_note"] = ENGAGEMENT_NOTE if view["tracking"] else "not tracked: no opens or clicks are recorded"
     if timeline:
         addr = {r["id"]: r["address"] for r in rcpts}
         evs = conn.execute(
