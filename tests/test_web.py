@@ -371,3 +371,12 @@ def test_symbols_pure_derivation() -> None:
     assert opened.machine_only and "Only automated hits" in opened.tooltip and opened.addresses == ("a@x.test",)
     assert not email_symbols([r("sent", (2, 1))])[1].machine_only
     assert email_symbols([]) == []
+
+
+def test_demo_progress_line() -> None:
+    from mailtrack.web.demo import progress_line
+
+    line = progress_line({"statuses": {"sent": 3, "deferred": 1},
+                          "events": {"creating": 4, "opened": 2, "clicked": 1, "sent": 3}})
+    assert line == "demo: recipients now deferred 1, sent 3 | events: opened 2, clicked 1"
+    assert progress_line({"statuses": {}, "events": {}}) == "demo: recipients now none"
