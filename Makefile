@@ -33,6 +33,7 @@ typecheck: dev
 
 ## test: ruff, mypy and the whole pytest suite (pytest's "no tests" exit code 5 is not a failure)
 test: dev
+	@bash scripts/system-deps.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	@command -v chromium >/dev/null || echo "note: Debian chromium is missing, so the browser tests are skipped; install it with: sudo apt-get install chromium"

@@ -41,11 +41,11 @@ def pg_schema_url() -> Iterator[str]:
 
 
 def _truncate_pg(store: Store) -> None:
+    from mailtrack.store.schema import metadata
+
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)  # every table, new ones included
     with store.engine.begin() as conn:
-        conn.execute(text(
-            "TRUNCATE events, recipients, links, attachments, emails, suppressions, clients, users, "
-            "api_keys, inbound_messages, accounts RESTART IDENTITY CASCADE"
-        ))
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])

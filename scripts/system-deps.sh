@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Debian packages the test suite and the benchmarks use as real peers; installs the missing ones.
+# Called by `make test` (and so by .ci/run). Needs root (or sudo); without it, prints what is missing.
+set -u
+PACKAGES=(
+  chromium            # browser tests (Playwright drives Debian's chromium; never a downloaded browser)
+  swaks               # a real SMTP client for submission tests
+  libmail-dkim-perl   # Mail::DKIM: an independent DKIM verifier
+  opendkim-tools      # opendkim-testmsg and friends: a second independent verifier
+  stress-ng           # loading the machine while the flaky-test checks run
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+echo "installing Debian packages: ${missing[*]}"
+if ! ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}") >/tmp/mailtrack-apt.log 2>&1; then
+  echo "warning: could not install ${missing[*]} (see /tmp/mailtrack-apt.log); tests that need them are skipped"
+fi
+exit 0
