@@ -139,7 +139,7 @@ def test_tracking_personalises_html_per_recipient_only_when_tracked() -> None:
     h2 = parse(c.compose(tracked, "r2", "b@x.test").data).get_body(("html",))
     c1, c2 = text_of(h1), text_of(h2)
     assert f"https://t.example.test/o/{tokens.open_token(SECRET, 'r1')}.gif" in c1
-    assert f"https://t.example.test/c/{tokens.click_token(SECRET, 'r2', 0)}" in c2
+    assert f"https://t.example.test/c/{tokens.click_url_token(SECRET, 'r2', 0, 'https://acme.test/i/42')}" in c2
     assert "https://acme.test/i/42" not in c1
     plain = parse(c.compose(src(id="e9", html=html, tracking=False), "r1", "a@x.test").data).get_body(("html",))
     assert text_of(plain).strip() == html

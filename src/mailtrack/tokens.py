@@ -7,6 +7,7 @@ recipient without the secret.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -62,3 +63,37 @@ def parse_click(secret: str, token: str) -> tuple[str, int] | None:
         return None
     rid, _, idx = payload.partition("-")
     return rid, int(idx)
+
+
+# -- click tokens that carry their target -------------------------------------------------------
+# ``RID-IDX-MAC/B64URL``: the URL travels in the link itself, MAC'd together with the recipient and
+# link index, so the redirect needs no database read and still goes only where mailtrack sent it.
+
+_MAX_URL = 8192
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def click_url_token(secret: str, recipient_id: str, link_index: int, url: str) -> str:
+    payload = f"{recipient_id}-{link_index}"
+    return f"{payload}-{_mac(secret, 'clicku', payload + chr(10) + url)}/{_b64(url.encode('utf-8'))}"
+
+
+def parse_click_url(secret: str, token: str) -> tuple[str, int, str] | None:
+    """(recipient id, link index, target URL) of a genuine URL-carrying click token, else None."""
+    head, sep, enc = token.partition("/")
+    if not sep or len(enc) > _MAX_URL * 4 // 3 + 4 or len(head) > 128:
+        return None
+    payload, _, mac = head.lower().rpartition("-")
+    if len(mac) != _MAC_HEX or "-" not in payload or not _PAYLOAD.fullmatch(payload):
+        return None
+    try:
+        url = base64.urlsafe_b64decode(enc + "=" * (-len(enc) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not hmac.compare_digest(mac, _mac(secret, "clicku", payload + chr(10) + url)):
+        return None
+    rid, _, idx = payload.partition("-")
+    return rid, int(idx), url

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, func, insert, select
@@ -33,15 +32,6 @@ class Hit(NamedTuple):
     ua: str | None
     cls: str
     link: int | None = None
-
-
-@dataclass(frozen=True)
-class ClickTarget:
-    url: str
-    email_id: str
-    sent_at: float | None
-    link_count: int
-    recent: tuple[tuple[float, int], ...]
 
 
 _EVENT_COLS = "recipient_id, email_id, account_id, type, at, data_json"
@@ -149,25 +139,43 @@ def store_links(conn: Connection, email_id: str, urls: Sequence[str]) -> None:
         conn.execute(insert(links), [{"email_id": email_id, "idx": i, "url": u} for i, u in enumerate(urls)])
 
 
-def click_target(conn: Connection, recipient_id: str, idx: int, recent_since: float) -> ClickTarget | None:
-    """The stored URL for link ``idx`` of the recipient's email, and what classifying the click needs."""
-    r = conn.execute(
-        select(recipients.c.email_id, links.c.url)
+def link_url(conn: Connection, recipient_id: str, idx: int) -> str | None:
+    """The URL stored at submission for link ``idx`` of the recipient's email."""
+    return conn.execute(
+        select(links.c.url)
         .select_from(recipients.join(links, links.c.email_id == recipients.c.email_id))
         .where(recipients.c.id == recipient_id, links.c.idx == idx)
-    ).first()
-    if r is None:
-        return None
-    count = conn.execute(select(func.count()).select_from(links).where(links.c.email_id == r.email_id)).scalar()
-    sent_at = conn.execute(select(func.min(events.c.at)).where(
-        events.c.recipient_id == recipient_id, events.c.type == EventType.SENT)).scalar()
-    recent = tuple(
-        (float(e.at), int(json.loads(e.data_json or "{}").get("link", -1)))
-        for e in conn.execute(select(events.c.at, events.c.data_json).where(
-            events.c.recipient_id == recipient_id, events.c.type == EventType.CLICKED,
-            events.c.at >= recent_since).limit(200))
-    )
-    return ClickTarget(url=r.url, email_id=r.email_id, sent_at=sent_at, link_count=int(count or 0), recent=recent)
+    ).scalar()
+
+
+def click_contexts(conn: Connection, recipient_ids: Sequence[str], recent_since: float
+                   ) -> dict[str, tuple[float | None, int, list[tuple[float, int]]]]:
+    """Per recipient: (first ``sent`` time, links in its email, its clicks since ``recent_since``).
+
+    What classifying a click needs from the store, for a whole batch in three queries; the hit
+    writer asks for it, so the redirect itself never reads the database.
+    """
+    out: dict[str, tuple[float | None, int, list[tuple[float, int]]]] = {}
+    ids = sorted(set(recipient_ids))
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        sent = dict(conn.execute(
+            select(events.c.recipient_id, func.min(events.c.at))
+            .where(events.c.recipient_id.in_(chunk), events.c.type == EventType.SENT)
+            .group_by(events.c.recipient_id)).tuples().all())
+        counts: dict[str, int] = dict(conn.execute(
+            select(recipients.c.id, func.count(links.c.idx))
+            .select_from(recipients.join(links, links.c.email_id == recipients.c.email_id))
+            .where(recipients.c.id.in_(chunk)).group_by(recipients.c.id)).tuples().all())
+        recent: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        for e in conn.execute(select(events.c.recipient_id, events.c.at, events.c.data_json).where(
+                events.c.recipient_id.in_(chunk), events.c.type == EventType.CLICKED,
+                events.c.at >= recent_since).order_by(events.c.at).limit(200 * len(chunk))):
+            recent[e.recipient_id].append((float(e.at), int(json.loads(e.data_json or "{}").get("link", -1))))
+        for rid in chunk:
+            at = sent.get(rid)
+            out[rid] = (float(at) if at is not None else None, int(counts.get(rid, 0)), recent.get(rid, []))
+    return out
 
 
 def link_stats(conn: Connection, account_id: int, recipient_id: str) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def personalize_html(
     secret: str,
     exclude_domains: Collection[str] = (),
 ) -> str:
-    """One recipient's HTML: trackable links → ``PUBLIC_URL/c/TOKEN``, pixel before ``</body>``.
+    """One recipient's HTML: trackable links → ``PUBLIC_URL/c/TOKEN/URL``, pixel before ``</body>``.
 
     ``email_id`` is accepted so callers name the message; link indices come from the HTML itself,
     which is the same HTML ``extract_links`` saw at submission.
@@ -148,12 +148,12 @@ def personalize_html(
         found = _trackable(tag)
         if found is None:
             continue
-        _url, host, vstart, vend = found
+        url, host, vstart, vend = found
         i = idx
         idx += 1
         if domains and _excluded(host, domains):
             continue
-        new_url = f"{base}/c/{tokens.click_token(secret, recipient_id, i)}"
+        new_url = f"{base}/c/{tokens.click_url_token(secret, recipient_id, i, url)}"
         quoted = tag[vstart - 1] in "\"'"
         edits.append((m.start() + vstart, m.start() + vend, new_url if quoted else f'"{new_url}"'))
     pixel = pixel_tag(base, tokens.open_token(secret, recipient_id))
