@@ -1,4 +1,8 @@
-"""Run the service: HTTP (API, UI, tracking), the delivery worker and the inbound SMTP server in one loop."""
+"""Run the service: HTTP (API, UI, tracking), the delivery worker and the inbound SMTP server in one process.
+
+HTTP has an event loop of its own, in its own thread: a pixel or a click never queues behind the
+delivery worker's SMTP callbacks or the inbound server; they share only the GIL.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
+import threading
 from typing import Any
 
 import uvicorn
@@ -29,6 +34,15 @@ async def _warm_up(app: Any) -> None:
         await asyncio.to_thread(warm_up, app)
     except Exception:  # the first hit will try again; serving must not depend on this
         log.exception("could not start the tracking writer ahead of time")
+
+
+async def _serve_http(server: uvicorn.Server) -> None:
+    """Run uvicorn on its own loop in its own thread until it stops; an error if it never started."""
+    thread = threading.Thread(target=server.run, name="mailtrack-http", daemon=True)
+    thread.start()
+    await asyncio.to_thread(thread.join)
+    if not server.started:
+        raise SystemExit(f"HTTP server could not start on {server.config.host}:{server.config.port} (see above)")
 
 
 def setup_logging(level: str) -> None:
@@ -65,7 +79,7 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         host, port = config.http
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                access_log=False, lifespan="off"))
-        tasks.append(asyncio.create_task(server.serve(), name="http"))
+        tasks.append(asyncio.create_task(_serve_http(server), name="http"))
         await _warm_up(app)
         log.info("HTTP on http://%s:%s", host, port)
     # Everything loaded so far lives as long as the process: keep it out of the collector's scans,
