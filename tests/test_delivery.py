@@ -34,7 +34,7 @@ def a(local: str) -> str:
     return f"{local}@{SIM}"
 
 
-async def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 15.0) -> None:
+async def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 30.0) -> None:
     """Run the worker until ``done()`` holds (checked off the loop), then stop it."""
     task = asyncio.create_task(worker.run())
     try:
@@ -297,7 +297,7 @@ async def test_lease_is_renewed_while_a_slow_server_holds_the_message(sqlite_sto
 
 
 async def run_until_done(worker: Worker, task: asyncio.Task[None], done: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not await asyncio.to_thread(done) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     await worker.stop()

@@ -11,13 +11,10 @@ import itertools
 import logging
 import pickle
 import socket
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..store import hits as store_hits
 from . import writer
-
-if TYPE_CHECKING:
-    from .recorder import Recorder
 
 log = logging.getLogger("mailtrack.tracking")
 
@@ -27,6 +24,18 @@ MAX_IN_FLIGHT = 4
 MAX_BACKLOG = 200_000  # hits gathered while the writer has not taken the last batch
 
 Done = concurrent.futures.Future[bool]
+
+
+class Owner(Protocol):
+    """What a channel needs from whoever runs it (the recorder)."""
+
+    closed: bool
+
+    def ensure_writer(self) -> str: ...
+
+    def count_lost(self, n: int) -> None: ...
+
+    def settled(self, n: int) -> None: ...
 
 
 class StoreUnavailable(Exception):
@@ -40,7 +49,7 @@ class Channel:
     is ours to close when the loop stops, which a transport's is not.
     """
 
-    def __init__(self, recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, recorder: Owner, loop: asyncio.AbstractEventLoop) -> None:
         self.recorder = recorder
         self.loop = loop
         self.hits: list[store_hits.Hit] = []
