@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -292,3 +293,72 @@ async def test_engagement_events_carry_class_and_url(wapi: Api, receiver: Receiv
     assert by_type["clicked"]["data"]["url"] == "https://acme.test/pay"
     assert by_type["clicked"]["data"]["class"] == "human"
     assert by_type["clicked"]["sequence"] == by_type["opened"]["sequence"] + 1
+
+
+async def test_an_endpoint_failing_for_max_age_is_disabled_and_its_deliveries_given_up(
+        any_store: Store, tmp_path: Path, receiver: Receiver) -> None:
+    api = Api(any_store, make_config(tmp_path, **{**FAST, "webhook_max_age": "1s"}))
+    receiver.answers["/down"] = 500
+    wid = _endpoint(api, receiver.url("/down"))["id"]
+    _send(api, cc=[], bcc=[])
+    async with dispatching(api):
+        await _until(lambda: api.get(f"/api/v1/webhooks/{wid}").json()["enabled"] is False, "disabled")
+    body = api.get(f"/api/v1/webhooks/{wid}").json()
+    assert "failed" in body["disabled_reason"] and body["failing_since"] is not None
+    assert body["deliveries"].get("pending", 0) + body["deliveries"].get("failed", 0) == 1
+
+
+async def test_posts_to_one_endpoint_stay_within_its_concurrency(any_store: Store, tmp_path: Path) -> None:
+    import threading
+
+    state = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def slow(_n: int) -> int:
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.2)
+        with lock:
+            state["now"] -= 1
+        return 200
+
+    receiver = Receiver(answers={"/slow": slow}).start()
+    try:
+        api = Api(any_store, make_config(tmp_path, **{**FAST, "webhook_concurrency": "3"}))
+        _endpoint(api, receiver.url("/slow"))
+        _send(api, to=[f"u{j}@example.test" for j in range(12)], cc=[], bcc=[])
+        async with dispatching(api):
+            await _until(lambda: len(receiver.on("/slow")) >= 12, "12 POSTs")
+    finally:
+        receiver.stop()
+    assert 1 <= state["max"] <= 3
+
+
+def test_cli_add_list_show_replay_remove(any_store: Store, tmp_path: Path, receiver: Receiver) -> None:
+    from click.testing import CliRunner
+
+    from mailtrack.cli import main
+
+    api = Api(any_store, make_config(tmp_path))  # creates account "acme"
+    _send(api, cc=[], bcc=[])
+    env = {"MAILTRACK_DATABASE_URL": any_store.engine.url.render_as_string(hide_password=False),
+           "MAILTRACK_SECRET_KEY": "k", "MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "true"}
+    run = CliRunner()
+    r = run.invoke(main, ["webhook", "add", "--account", "acme", "--url", receiver.url(), "--event", "sent"], env=env)
+    assert r.exit_code == 0, r.output
+    wid, secret = r.output.split()
+    assert secret.startswith("whsec_")
+    r = run.invoke(main, ["webhook", "list", "--account", "acme", "--json"], env=env)
+    assert r.exit_code == 0 and json.loads(r.output)["id"] == wid and secret not in r.output
+    r = run.invoke(main, ["webhook", "replay", "--account", "acme", wid, "--since", "2000-01-01"], env=env)
+    assert r.exit_code == 0 and "queued 0" in r.output  # only a spooled event so far; it wants sent
+    r = run.invoke(main, ["webhook", "show", "--account", "acme", wid], env=env)
+    assert r.exit_code == 0 and receiver.url() in r.output
+    r = run.invoke(main, ["webhook", "add", "--account", "acme", "--url", "http://10.0.0.1/x"],
+                   env={**env, "MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "false"})
+    assert r.exit_code != 0 and "private" in r.output and "Traceback" not in r.output
+    r = run.invoke(main, ["webhook", "remove", "--account", "acme", wid], env=env)
+    assert r.exit_code == 0
+    r = run.invoke(main, ["webhook", "show", "--account", "acme", wid], env=env)
+    assert r.exit_code != 0 and "Traceback" not in r.output

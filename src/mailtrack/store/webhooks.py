@@ -230,6 +230,7 @@ class Attempt:
     latency_ms: int
     response: str | None
     error: str | None
+    waiting_since: float | None = None  # when the oldest event in it became ready to send
 
     @property
     def ok(self) -> bool:
@@ -274,7 +275,8 @@ def record_attempts(conn: Connection, attempts: list[Attempt], owner: str, retry
                                                          webhook_endpoints.c.failing_since.is_not(None))
                          .values(failing_since=None))
         else:
-            first_fail = min(a.at for a in tries)
+            # failing since the oldest event this endpoint could not take: its last try comes max_age later
+            first_fail = min(a.waiting_since or a.at for a in tries)
             conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == eid,
                                                          webhook_endpoints.c.failing_since.is_(None))
                          .values(failing_since=first_fail))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -171,6 +172,8 @@ class Dispatcher:
                 self._queues.pop(eid, None)
 
     def _settle(self, a: wh.Attempt) -> None:
+        a = dataclasses.replace(a, waiting_since=min(
+            (self._created[d][1] for d in a.delivery_ids if d in self._created), default=a.at))
         if a.ok:
             self.sent += len(a.delivery_ids)
         else:
