@@ -206,6 +206,14 @@ def claim(conn: Connection, owner: str, now: float, lease: float, limit: int) ->
     return sorted(out, key=lambda c: c.id)
 
 
+def extend(conn: Connection, owner: str, ids: list[int], until: float) -> None:
+    """Renew the lease on deliveries a live dispatcher still holds, so only a dead one's come back."""
+    for i in range(0, len(ids), 500):
+        conn.execute(update(webhook_deliveries).where(
+            webhook_deliveries.c.id.in_(ids[i:i + 500]), webhook_deliveries.c.lease_owner == owner,
+            webhook_deliveries.c.state == "pending").values(next_attempt_at=until))
+
+
 def release(conn: Connection, owner: str, ids: list[int], at: float) -> None:
     """Give back claimed deliveries that were not attempted (due again at ``at``)."""
     for i in range(0, len(ids), 500):

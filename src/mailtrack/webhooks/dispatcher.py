@@ -31,9 +31,9 @@ from . import payload, retry, sender
 log = logging.getLogger("mailtrack.webhooks")
 
 BATCH_SIZE = 100
-LEASE_EXTRA = 60.0  # a claim outlives the longest POST by this much
 MAX_QUEUED = 2000  # claimed but not yet sent, all endpoints together
 POLL = 0.25
+GATHER = 0.02
 
 
 @dataclass
@@ -51,7 +51,10 @@ class Dispatcher:
         self.store = store
         self.owner = owner or f"wh-{os.getpid()}-{secrets.token_hex(3)}"
         self.poll = poll
-        self.lease = config.webhook_timeout + LEASE_EXTRA
+        # held deliveries are renewed every lease/3, so a short lease is safe and a dead process's
+        # deliveries come back soon
+        self.lease = 3 * config.webhook_timeout + 5.0
+        self._renewed = time.monotonic()
         self._queues: dict[str, _Queue] = {}
         self._finished: list[wh.Attempt] = []
         self._retry_at: dict[int, float | None] = {}
@@ -76,8 +79,9 @@ class Dispatcher:
             self._http = http
             while not self._stopping:
                 attempts, retry_at = self._take_finished()
+                held = list(self._created) if time.monotonic() - self._renewed > self.lease / 3 else []
                 try:
-                    claimed, eps, rows, fanned = await asyncio.to_thread(self._cycle_sync, attempts, retry_at)
+                    claimed, eps, rows, fanned = await asyncio.to_thread(self._cycle_sync, attempts, retry_at, held)
                 except Exception:  # the store may be away for a while: keep trying, never die
                     log.exception("webhook dispatcher cycle failed; retrying")
                     self._finished[:0] = attempts
@@ -86,11 +90,12 @@ class Dispatcher:
                     continue
                 if claimed:
                     self._enqueue(claimed, eps, rows)
-                busy = bool(attempts or fanned or claimed)
-                if not busy:
+                if not (fanned or claimed):
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll)
+                    # let answers gather: one transaction records many, not one per POST
+                    await asyncio.sleep(GATHER)
             await self._drain()
 
     async def stop(self) -> None:
@@ -114,13 +119,16 @@ class Dispatcher:
         retry_at, self._retry_at = self._retry_at, {}
         return attempts, retry_at
 
-    def _cycle_sync(self, attempts: list[wh.Attempt], retry_at: dict[int, float | None]) -> tuple[
+    def _cycle_sync(self, attempts: list[wh.Attempt], retry_at: dict[int, float | None], held: list[int]) -> tuple[
             list[wh.Claimed], dict[str, dict[str, Any]], dict[int, dict[str, Any]], int]:
-        """One transaction: record finished attempts, fan out, claim."""
+        """One transaction: record finished attempts, renew held leases, fan out, claim."""
         now = time.time()
         room = MAX_QUEUED - self.queued()
         with self.store.write() as conn:
             wh.record_attempts(conn, attempts, self.owner, retry_at, self.config.webhook_max_age)
+            if held:
+                wh.extend(conn, self.owner, held, now + self.lease)
+                self._renewed = time.monotonic()
             fanned = wh.fan_out(conn, now)
             claimed = wh.claim(conn, self.owner, now, self.lease, room) if room > 0 else []
             eps = wh.endpoints_by_id(conn, {c.endpoint_id for c in claimed}) if claimed else {}
