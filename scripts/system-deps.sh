@@ -8,6 +8,7 @@ PACKAGES=(
   libmail-dkim-perl   # Mail::DKIM: an independent DKIM verifier
   opendkim-tools      # opendkim-testmsg and friends: a second independent verifier
   stress-ng           # loading the machine while the flaky-test checks run
+  wrk                 # HTTP load generator: a webhook receiver's own capacity (bench/webhooks.py)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -137,6 +137,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRACKING_EXCLUDE_DOMAINS", "",
             "Comma-separated domains whose links are never rewritten for click tracking "
             "(subdomains included), e.g. 'portal.acme.test, bank.example'", parse_domains),
+    # webhooks
+    Setting("WEBHOOKS", "true", "Run the webhook dispatcher inside 'mailtrack serve'", parse_bool),
+    Setting("WEBHOOK_RETRY_SCHEDULE", "default",
+            "Webhook retry delays, e.g. '1s,5s,1m' (last repeats); default 5s doubling to 6h with jitter",
+            parse_schedule),
+    Setting("WEBHOOK_MAX_AGE", "3d",
+            "Stop retrying a webhook delivery after this; an endpoint failing this long is disabled",
+            parse_duration),
+    Setting("WEBHOOK_TIMEOUT", "10s", "Time a webhook receiver has to answer a POST", parse_duration),
+    Setting("WEBHOOK_CONCURRENCY", "8", "Concurrent POSTs per webhook endpoint", _int),
+    Setting("WEBHOOK_ALLOW_PRIVATE", "false",
+            "Allow webhook URLs on loopback/private/link-local addresses (tests, single-host setups)", parse_bool),
 )
 
 
@@ -177,6 +189,12 @@ class Config:
     inbound: bool
     log_level: str
     tracking_exclude_domains: tuple[str, ...]
+    webhooks: bool
+    webhook_retry_schedule: tuple[float, ...]
+    webhook_max_age: float
+    webhook_timeout: float
+    webhook_concurrency: int
+    webhook_allow_private: bool
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():

@@ -66,6 +66,12 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         worker = Worker(config, store)
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
         stoppers.append(worker.stop)
+    if "worker" in roles and config.webhooks:
+        from .webhooks.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(config, store)
+        tasks.append(asyncio.create_task(dispatcher.run(), name="webhooks"))
+        stoppers.append(dispatcher.stop)
     if "inbound" in roles:
         from .inbound.server import InboundServer
 

@@ -98,6 +98,10 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
     install_error_handlers(app)
     app.include_router(routes_emails.router)
     app.include_router(routes_admin.router)
+    from . import routes_webhooks
+
+    app.include_router(routes_webhooks.router)
+    routes_webhooks.document(app)
     for extra in _optional_routers():
         extra(app)
     return app

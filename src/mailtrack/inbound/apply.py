@@ -5,11 +5,12 @@ quoted in the returned headers, the ``X-Mailtrack-ID`` header, the ``<RID.EMAILI
 Message-ID. Each names one recipient (the anchor), and the report affects that recipient only: every
 recipient gets its own message, so other addresses a report names are recorded as unmatched.
 
-Effects, all through ``transitions.record`` with a dedupe key per (report bytes, recipient)::
+Effects, all through the status-change core (``transitions.record``) with a dedupe key per
+(report bytes, recipient); suppression and the webhook outbox are the core's effects::
 
-    bounce     → hard_bounce / soft_bounce (+ suppression "hard_bounce" when configured)
+    bounce     → hard_bounce / soft_bounce (suppressed by the core unless switched off)
     delay      → delay_notice event
-    complaint  → complained event, recipients.complained, suppression "complaint"
+    complaint  → complained event, recipients.complained (suppressed by the core)
     autoreply  → auto_reply event
     delivered  → nothing
 """
@@ -28,7 +29,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from ..bounces import RecipientResult, Report, parse_message
 from ..config import Config
 from ..domain.status import EventType
-from ..store import inbound, suppressions
+from ..store import inbound
 from ..store.db import Store
 from ..store.transitions import Change, Outcome, record
 from ..tokens import recipient_from_verp
@@ -129,10 +130,9 @@ def _effect(
         reason = _reason(res)
         typ = EventType.HARD_BOUNCE if hard else EventType.SOFT_BOUNCE
         # a report can overtake a retry (spooled/deferred → bounce): the recipient is then no longer due
+        # suppression is the core's effect of a hard bounce (unless switched off)
         outcome = record(conn, Change(rid, typ.value, reason=reason, data=data, dedupe_key=key,
-                                      fields={"next_attempt_at": None}))
-        if hard and config.suppress_hard_bounces:
-            suppressions.add(conn, row["account_id"], row["address"], f"hard bounce: {reason}", "hard_bounce")
+                                      fields={"next_attempt_at": None}, suppress=config.suppress_hard_bounces))
         return typ.value, outcome
     if kind == "delay":
         ch = Change(rid, EventType.DELAY_NOTICE.value, reason=_reason(res), data=data, dedupe_key=key)
@@ -142,8 +142,6 @@ def _effect(
             return "none", None
         outcome = record(conn, Change(rid, EventType.COMPLAINED.value, reason="Marked as Spam", data=data,
                                       dedupe_key=key, fields={"complained": True}))
-        suppressions.add(conn, row["account_id"], row["address"],
-                         f"marked as spam ({report.feedback_type or 'abuse'})", "complaint")
         return EventType.COMPLAINED.value, outcome
     if kind == "autoreply":
         reason = res.diagnostic if res is not None and res.diagnostic else "automatic reply"

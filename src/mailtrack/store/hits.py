@@ -1,8 +1,9 @@
 """Opens and clicks: batched recording, link look-ups for the redirect, per-link counts.
 
 Engagement hits are events, not status changes, so they never touch ``recipients.status``;
-``record_hits`` is the batched form of ``transitions.record`` for them: one event row per hit
-and the recipient's counters updated in the caller's transaction.
+``record_hits`` is the fast batched form of the status-change core for them: one event row per hit,
+the recipient's counters, and the core's effects (``effects.apply``: the webhook outbox) in the
+caller's transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from ..domain.status import EventType
 from ..errors import NotFound
+from . import effects
 from .schema import events, links, recipients
 
 MAX_UA = 512
@@ -63,39 +65,55 @@ def _data(h: Hit) -> str:
     return f'{{"ip":{_json_str(h.ip)},"ua":{_ua_json(h.ua)},"class":{_json_str(h.cls)}{link}}}'
 
 
-def _owners(conn: Connection, ids: list[str]) -> dict[str, tuple[str, int]]:
-    owners: dict[str, tuple[str, int]] = {}
+class _Owner(NamedTuple):
+    email_id: str
+    account_id: int
+    address: str
+    status: str
+    seq: int
+
+
+def _owners(conn: Connection, ids: list[str]) -> dict[str, _Owner]:
+    """The recipients' rows, locked on PostgreSQL in id order: their sequence numbers move on here."""
+    owners: dict[str, _Owner] = {}
+    lock = conn.dialect.name == "postgresql"
     for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        q = select(recipients.c.id, recipients.c.email_id, recipients.c.account_id).where(
-            recipients.c.id.in_(chunk))
-        owners.update({r.id: (r.email_id, r.account_id) for r in conn.execute(q)})
+        q = select(recipients.c.id, recipients.c.email_id, recipients.c.account_id, recipients.c.address,
+                   recipients.c.status, recipients.c.event_seq).where(
+            recipients.c.id.in_(ids[i:i + 500])).order_by(recipients.c.id)
+        if lock:
+            q = q.with_for_update()
+        owners.update({r.id: _Owner(r.email_id, int(r.account_id), r.address, r.status, int(r.event_seq or 0))
+                       for r in conn.execute(q)})
     return owners
 
 
 def record_hits(conn: Connection, hits: Sequence[Hit], known: dict[str, tuple[str, int]] | None = None) -> int:
-    """Insert one event per hit and bump counters; hits for unknown recipients are dropped.
+    """Insert one event per hit, bump counters, and hand the events to the core's effects (webhook outbox).
 
-    ``known`` is the caller's cache of recipient → (email id, account id), which never change;
-    it is consulted and filled so that a busy writer skips the look-up.
+    Hits for unknown recipients are dropped. ``known`` is accepted for callers that keep a cache,
+    but the rows are read (and on PostgreSQL locked) for every batch: each hit takes the
+    recipient's next webhook ``sequence`` number.
 
     Plain SQL with multi-row VALUES: at thousands of hits per second the per-row cost of
     compiled constructs and of one statement step per row (each a GIL hand-off) dominates.
     """
-    owners = known if known is not None else {}
-    missing = sorted({h.recipient_id for h in hits} - owners.keys())
-    if missing:
-        if len(owners) > 100_000:
-            owners.clear()
-        owners.update(_owners(conn, missing))
+    owners = _owners(conn, sorted({h.recipient_id for h in hits}))
     rows: list[tuple[Any, ...]] = []
-    per: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, None, None])
+    recorded: list[effects.Recorded] = []
+    per: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, None, None, 0])
+    seqs = {rid: o.seq for rid, o in owners.items()}
     for h in hits:
         owner = owners.get(h.recipient_id)
         if owner is None:
             continue
-        rows.append((h.recipient_id, owner[0], owner[1], str(h.type), h.at, _data(h)))
+        data = _data(h)
+        rows.append((h.recipient_id, owner.email_id, owner.account_id, str(h.type), h.at, data))
+        seq = seqs[h.recipient_id] = seqs[h.recipient_id] + 1
+        recorded.append(effects.Recorded(owner.account_id, owner.email_id, h.recipient_id, owner.address,
+                                         str(h.type), h.at, seq, owner.status, None, data))
         c = per[h.recipient_id]
+        c[6] = seq
         base = 0 if h.type == EventType.OPENED else 2
         c[base] += 1
         if h.cls == HUMAN:
@@ -104,6 +122,7 @@ def record_hits(conn: Connection, hits: Sequence[Hit], known: dict[str, tuple[st
             c[first] = h.at if c[first] is None else min(c[first], h.at)
     if not rows:
         return 0
+    n = len(rows)
     ph = _ph(conn)
     one = "(" + ", ".join([ph] * 6) + ")"
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
@@ -117,11 +136,12 @@ def record_hits(conn: Connection, hits: Sequence[Hit], known: dict[str, tuple[st
     conn.exec_driver_sql(
         f"UPDATE recipients SET opens_total = opens_total + {ph}, opens_human = opens_human + {ph}, "
         f"clicks_total = clicks_total + {ph}, clicks_human = clicks_human + {ph}, "
-        f"first_opened_at = COALESCE(first_opened_at, {ph}), first_clicked_at = COALESCE(first_clicked_at, {ph}) "
-        f"WHERE id = {ph}",
-        [(c[0], c[1], c[2], c[3], c[4], c[5], rid) for rid, c in sorted(per.items())],
+        f"first_opened_at = COALESCE(first_opened_at, {ph}), first_clicked_at = COALESCE(first_clicked_at, {ph}), "
+        f"event_seq = {ph} WHERE id = {ph}",
+        [(c[0], c[1], c[2], c[3], c[4], c[5], c[6], rid) for rid, c in sorted(per.items())],
     )
-    return len(rows)
+    effects.apply(conn, recorded)
+    return n
 
 
 def _copy_events(conn: Connection, rows: list[tuple[Any, ...]]) -> None:

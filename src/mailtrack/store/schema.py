@@ -144,6 +144,8 @@ recipients = Table(
     Column("first_clicked_at", Float, nullable=True),
     Column("complained", Boolean, nullable=False, default=False),
     Column("updated_at", Float, nullable=False),
+    # the number of the recipient's last webhook event (the payload's ``sequence``)
+    Column("event_seq", Integer, nullable=False, default=0, server_default="0"),
     # the delivery queue: due recipients in pending statuses
     Index("ix_recipients_due", "next_attempt_at"),
     Index("ix_recipients_account_status", "account_id", "status"),
@@ -187,4 +189,75 @@ inbound_messages = Table(
     Column("kind", String(16), nullable=True),
     Column("recipient_id", String(32), nullable=True),
     Column("summary_json", Text, nullable=True),
+)
+
+# -- webhooks --------------------------------------------------------------------------------------
+# The status-change core writes one outbox row per event in the event's own transaction; the
+# dispatcher fans each row out to the account's endpoints (one delivery per endpoint) and sends.
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("recipient_id", String(32), nullable=False),
+    Column("email_id", String(32), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # the recipient's status once this event happened
+    Column("reason", Text, nullable=True),
+    Column("data_json", Text, nullable=True),
+    Column("fanned", Boolean, nullable=False, default=False),
+    Index("ix_webhook_outbox_fanned", "fanned", "id"),
+    Index("ix_webhook_outbox_account_at", "account_id", "at"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("events_json", Text, nullable=False),
+    Column("batch", Boolean, nullable=False, default=False),
+    Column("secret", String(100), nullable=False),
+    Column("old_secret", String(100), nullable=True),
+    Column("old_secret_until", Float, nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("disabled_reason", Text, nullable=True),
+    Column("failing_since", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("endpoint_id", ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("outbox_id", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("done_at", Float, nullable=True),
+    Index("ix_webhook_deliveries_due", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("endpoint_id", ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("delivery_ids", Text, nullable=False),  # JSON list: a batch POST carries several deliveries
+    Column("at", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=False),
+    Column("response", Text, nullable=True),  # the first KB of the body
+    Column("error", Text, nullable=True),
+    Index("ix_webhook_attempts_endpoint", "endpoint_id", "id"),
 )

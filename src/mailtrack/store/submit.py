@@ -1,4 +1,4 @@
-"""Submission: one transaction stores the email, its recipients and their first events."""
+"""Submission: one transaction stores the email, its recipients and their first events (through the core)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from ..domain.tracking import resolve_tracking
 from . import accounts as acc
 from .ids import new_id, now
 from .queries import email_view
-from .schema import attachments, emails, events, links, recipients
+from .schema import attachments, emails, links
 from .suppressions import suppressed_among
+from .transitions import Change, record_batch
 
 
 @dataclass
@@ -76,7 +77,7 @@ def submit_described(
     email_rows: list[dict[str, Any]] = []
     att_rows: list[dict[str, Any]] = []
     rcpt_rows: list[dict[str, Any]] = []
-    event_rows: list[dict[str, Any]] = []
+    changes: list[Change] = []
     out: list[tuple[str, bool, dict[str, Any] | None]] = []
     rcpts_of: dict[str, list[dict[str, Any]]] = {}
     seen_keys: dict[str, str] = {}
@@ -130,10 +131,8 @@ def submit_described(
                 "lease_until": None, "lease_owner": None,
             })
             rcpt_rows.append(rcpts_of[eid][-1])
-            base = {"recipient_id": rid, "email_id": eid, "account_id": account_id, "at": t,
-                    "data_json": None, "dedupe_key": None}
-            event_rows.append({**base, "type": Status.CREATING.value, "reason": None})
-            event_rows.append({**base, "type": status.value, "reason": shown})
+            changes.append(Change(rid, Status.CREATING.value, at=t))
+            changes.append(Change(rid, status.value, reason=shown, at=t))
         out.append((eid, True, None))
     if email_rows:
         conn.execute(insert(emails), email_rows)
@@ -142,8 +141,8 @@ def submit_described(
         if link_rows:
             conn.execute(insert(links), link_rows)
         if rcpt_rows:
-            conn.execute(insert(recipients), rcpt_rows)
-            conn.execute(insert(events), event_rows)
+            # the rows start with no status: the core enters creating, then spooled or rejected
+            record_batch(conn, changes, new_rows=rcpt_rows)
     by_id = {row["id"]: row for row in email_rows}
     return [
         (eid, created, email_view(by_id[eid], rcpts_of.get(eid, []), client_refs.get(eid)) if created else None)
