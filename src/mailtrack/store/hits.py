@@ -91,14 +91,18 @@ def _owners(conn: Connection, ids: list[str]) -> dict[str, _Owner]:
 def record_hits(conn: Connection, hits: Sequence[Hit], known: dict[str, tuple[str, int]] | None = None) -> int:
     """Insert one event per hit, bump counters, and hand the events to the core's effects (webhook outbox).
 
-    Hits for unknown recipients are dropped. ``known`` is accepted for callers that keep a cache,
-    but the rows are read (and on PostgreSQL locked) for every batch: each hit takes the
-    recipient's next webhook ``sequence`` number.
+    Hits for unknown recipients are dropped. ``known`` is filled with the recipients found
+    (id → (email id, account id)); the rows are read (and on PostgreSQL locked) for every batch
+    all the same: each hit takes the recipient's next webhook ``sequence`` number.
 
     Plain SQL with multi-row VALUES: at thousands of hits per second the per-row cost of
     compiled constructs and of one statement step per row (each a GIL hand-off) dominates.
     """
     owners = _owners(conn, sorted({h.recipient_id for h in hits}))
+    if known is not None:  # the caller counts per batch which hits had a recipient
+        if len(known) > 100_000:
+            known.clear()
+        known.update({rid: (o.email_id, o.account_id) for rid, o in owners.items()})
     rows: list[tuple[Any, ...]] = []
     recorded: list[effects.Recorded] = []
     per: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, None, None, 0])
