@@ -6,11 +6,11 @@ import hashlib
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from ..errors import Conflict, NotFound
 from .ids import now
-from .schema import accounts, api_keys, clients, users
+from .schema import accounts, api_keys, clients, users, web_sessions
 
 KEY_PREFIX = "mt_"
 
@@ -106,6 +106,7 @@ def add_user(conn: Connection, account_id: int, email: str, password_hash: str) 
         conn.execute(
             update(users).where(users.c.id == existing).values(password_hash=password_hash, account_id=account_id)
         )
+        end_sessions(conn, int(existing))  # a new password signs the user out everywhere
         return int(existing)
     res = conn.execute(
         insert(users).values(account_id=account_id, email=email.lower(), password_hash=password_hash, created_at=now())
@@ -116,3 +117,43 @@ def add_user(conn: Connection, account_id: int, email: str, password_hash: str) 
 def find_user(conn: Connection, email: str) -> dict[str, Any] | None:
     row = conn.execute(select(users).where(users.c.email == email.lower())).mappings().first()
     return None if row is None else dict(row)
+
+
+def remove_user(conn: Connection, email: str) -> bool:
+    """Delete a user and end every session of theirs; False when there was no such user."""
+    row = find_user(conn, email.strip())
+    if row is None:
+        return False
+    end_sessions(conn, row["id"])
+    conn.execute(delete(users).where(users.c.id == row["id"]))
+    return True
+
+
+# --- web sessions (the cookie holds a random token; only its hash is stored) ---------------------
+
+def create_session(conn: Connection, user_id: int, seconds: float) -> str:
+    """A new session token for the cookie; expired sessions are cleared on the way."""
+    token = secrets.token_urlsafe(32)
+    t = now()
+    conn.execute(delete(web_sessions).where(web_sessions.c.expires_at < t))
+    conn.execute(insert(web_sessions).values(id=hash_key(token), user_id=user_id, created_at=t, expires_at=t + seconds))
+    return token
+
+
+def session_user(conn: Connection, token: str) -> tuple[dict[str, Any], str] | None:
+    """(user row, session id) for a live session token, else None."""
+    sid = hash_key(token)
+    row = conn.execute(
+        select(users).join(web_sessions, web_sessions.c.user_id == users.c.id)
+        .where(web_sessions.c.id == sid, web_sessions.c.expires_at > now())
+    ).mappings().first()
+    return None if row is None else (dict(row), sid)
+
+
+def end_session(conn: Connection, token: str) -> None:
+    conn.execute(delete(web_sessions).where(web_sessions.c.id == hash_key(token)))
+
+
+def end_sessions(conn: Connection, user_id: int) -> int:
+    """End every session of a user; returns how many there were."""
+    return int(conn.execute(delete(web_sessions).where(web_sessions.c.user_id == user_id)).rowcount or 0)
