@@ -79,7 +79,7 @@ class BodySizeLimit:
 
 def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] | None = None) -> FastAPI:
     """The whole HTTP surface. ``on_spooled`` wakes an in-process delivery worker."""
-    from . import routes_admin, routes_emails
+    from . import routes_admin, routes_emails, routes_keys
 
     app = FastAPI(
         title="mailtrack",
@@ -98,6 +98,7 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
     install_error_handlers(app)
     app.include_router(routes_emails.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_keys.router)
     for extra in _optional_routers():
         extra(app)
     return app
