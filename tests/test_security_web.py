@@ -164,3 +164,21 @@ def test_spraying_many_addresses_from_one_address_is_slowed(lite: Api) -> None:
     assert all("from your network" in t for t in texts[5:])
     assert "from your network" in _try(sprayer, "ops@acme.test", PASSWORD)
     assert sign_in(_client(lite, "198.51.100.2")).status_code == 303
+
+
+# --- §13 no API key in a URL ---------------------------------------------------------------------
+
+def test_embed_refuses_an_api_key_in_the_url(api: Api) -> None:
+    from tests.test_web_seed import seed_every_status
+
+    seed_every_status(api.store, add_user(api.store), reference="T-7")
+    anon = TestClient(api.app)
+    for key in (api.key, "mt_wrong", ""):
+        r = anon.get("/embed/notes/T-7", params={"key": key})
+        assert r.status_code == 401 and "Task sheet T-7" not in r.text
+    assert "never accepted in a URL" in anon.get("/embed/notes/T-7", params={"key": api.key}).text
+    embed = api.get("/api/v1/notes/T-7").json()["embed_url"]
+    r = anon.get(embed[embed.index("/embed/"):])  # the scoped token still works
+    assert r.status_code == 200 and "Task sheet T-7" in r.text
+    # a valid token with a key next to it is refused too: the key must not travel in URLs at all
+    assert anon.get(embed[embed.index("/embed/"):] + f"&key={api.key}").status_code == 401
