@@ -1,0 +1,75 @@
+"""Issue 10, API findings: idempotency keys (§9), header controls (§11), strict types (§15),
+encoded size (§6), huge batches (§7), CSV injection (§10)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.conftest import Api, email_body
+
+
+def _count(api: Api, key: str | None = None) -> int:
+    return int(api.get("/api/v1/emails", key=key).json()["total"])
+
+
+# --- §9 Idempotency-Key ----------------------------------------------------------------------------
+
+def test_same_key_same_body_is_a_replay(api: Api) -> None:
+    a = api.post("/api/v1/emails", email_body(), headers={"Idempotency-Key": "inv-1"})
+    b = api.post("/api/v1/emails", email_body(), headers={"Idempotency-Key": '"inv-1"'})  # RFC 8941 sf-string
+    assert (a.status_code, b.status_code) == (202, 202) and a.json()["id"] == b.json()["id"]
+    assert _count(api) == 1
+
+
+def test_same_key_different_body_is_422_naming_the_key(api: Api) -> None:
+    first = api.post("/api/v1/emails", email_body(), headers={"Idempotency-Key": "inv-2"})
+    assert first.status_code == 202
+    r = api.post("/api/v1/emails", email_body(subject="Another invoice"), headers={"Idempotency-Key": "inv-2"})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["field"] == "Idempotency-Key" and "'inv-2'" in err["message"] and "different" in err["message"]
+    assert _count(api) == 1
+
+
+def test_replayed_batch_with_one_more_email_creates_nothing(api: Api) -> None:
+    emails = [email_body(to=[f"u{i}@example.test"], cc=[], bcc=[]) for i in range(2)]
+    a = api.post("/api/v1/emails/batch", {"emails": emails}, headers={"Idempotency-Key": "B"})
+    assert a.status_code == 202
+    again = api.post("/api/v1/emails/batch", {"emails": emails}, headers={"Idempotency-Key": "B"})
+    assert [e["id"] for e in again.json()["emails"]] == [e["id"] for e in a.json()["emails"]]
+    more = emails + [email_body(to=["u9@example.test"], cc=[], bcc=[])]
+    r = api.post("/api/v1/emails/batch", {"emails": more}, headers={"Idempotency-Key": "B"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "Idempotency-Key"
+    assert _count(api) == 2
+
+
+def test_keys_are_scoped_per_endpoint_and_account(api: Api) -> None:
+    batch = api.post("/api/v1/emails/batch", {"emails": [email_body(), email_body(subject="second")]},
+                     headers={"Idempotency-Key": "K"}).json()["emails"]
+    single = api.post("/api/v1/emails", email_body(subject="second"), headers={"Idempotency-Key": "K:1"})
+    assert single.status_code == 202 and single.json()["id"] not in {e["id"] for e in batch}
+    same_key = api.post("/api/v1/emails", email_body(subject="third"), headers={"Idempotency-Key": "K"})
+    assert same_key.status_code == 202 and same_key.json()["id"] not in {e["id"] for e in batch}
+    other = api.new_key("globex")
+    theirs = api.post("/api/v1/emails", email_body(subject="third"), key=other, headers={"Idempotency-Key": "K"})
+    assert theirs.status_code == 202 and theirs.json()["id"] != same_key.json()["id"]
+    assert (_count(api), _count(api, other)) == (4, 1)
+
+
+def test_concurrent_requests_with_one_key_create_one_email(api: Api) -> None:
+    def send(_: int) -> tuple[int, str]:
+        r = api.post("/api/v1/emails", email_body(), headers={"Idempotency-Key": "race"})
+        return r.status_code, r.json().get("id", "")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, range(16)))
+    assert {code for code, _ in results} == {202}
+    assert len({eid for _, eid in results}) == 1
+    assert _count(api) == 1
+
+
+def test_bad_idempotency_keys_are_422(api: Api) -> None:
+    for key in ('""', "  ", "x" * 256):
+        r = api.post("/api/v1/emails", email_body(), headers={"Idempotency-Key": key})
+        assert r.status_code == 422, key
+    assert _count(api) == 0
