@@ -37,7 +37,7 @@ def test_replayed_batch_with_one_more_email_creates_nothing(api: Api) -> None:
     assert a.status_code == 202
     again = api.post("/api/v1/emails/batch", {"emails": emails}, headers={"Idempotency-Key": "B"})
     assert [e["id"] for e in again.json()["emails"]] == [e["id"] for e in a.json()["emails"]]
-    more = emails + [email_body(to=["u9@example.test"], cc=[], bcc=[])]
+    more = [*emails, email_body(to=["u9@example.test"], cc=[], bcc=[])]
     r = api.post("/api/v1/emails/batch", {"emails": more}, headers={"Idempotency-Key": "B"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "Idempotency-Key"
     assert _count(api) == 2
@@ -73,3 +73,52 @@ def test_bad_idempotency_keys_are_422(api: Api) -> None:
         r = api.post("/api/v1/emails", email_body(), headers={"Idempotency-Key": key})
         assert r.status_code == 422, key
     assert _count(api) == 0
+
+
+# --- §11 control characters and repeated header names -------------------------------------------
+
+def test_control_characters_in_any_header_value_are_refused(api: Api) -> None:
+    cases = [
+        ({"subject": "Invoice\x0b1001"}, "subject"),
+        ({"subject": "Invoice\x0c1001"}, "subject"),
+        ({"subject": "bell\x07"}, "subject"),
+        ({"subject": "del\x7f"}, "subject"),
+        ({"headers": {"X-Note": "a\x1bb"}}, "headers.X-Note"),
+        ({"from": "Acme\x0b Ops <ops@acme.test>"}, "from"),
+        ({"to": ["Al\x0cice <alice@example.test>"]}, "to[0]"),
+        ({"source": {"type": "task_sheet", "reference": "T\x0b42"}}, "source.reference"),
+        ({"attachments": [{"filename": "a\x0b.pdf", "content": "aGk="}]}, "attachments[0]"),
+    ]
+    for over, field in cases:
+        r = api.post("/api/v1/emails", email_body(**over))
+        assert r.status_code == 422, over
+        err = r.json()["error"]
+        assert err["field"] == field and "control characters" in err["message"], (over, err)
+    ok = api.post("/api/v1/emails", email_body(subject="Invoice\t1001"))  # TAB is allowed
+    assert ok.status_code == 202
+    assert _count(api) == 1
+
+
+def test_header_names_repeating_case_insensitively_are_refused(api: Api) -> None:
+    r = api.post("/api/v1/emails", email_body(headers={"X-Priority": "1", "x-priority": "5"}))
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["field"] == "headers.x-priority" and "X-Priority" in err["message"]
+    assert api.post("/api/v1/emails", email_body(headers={"X-Priority": "1"})).status_code == 202
+
+
+# --- §15 strict types --------------------------------------------------------------------------------
+
+def test_loose_types_are_refused_naming_the_field(api: Api) -> None:
+    cases = [({"tracking": "yes"}, "tracking"), ({"tracking": 1}, "tracking"), ({"tracking": "true"}, "tracking"),
+             ({"client": True}, "client"), ({"client": 1.5}, "client"), ({"client": [1]}, "client"),
+             ({"to": "alice@example.test"}, "to"), ({"subject": 5}, "subject"),
+             ({"metadata": {"n": 1}}, "metadata.n")]
+    for over, field in cases:
+        r = api.post("/api/v1/emails", email_body(**over))
+        assert r.status_code == 422, over
+        assert r.json()["error"]["field"] == field, (over, r.json())
+    r = api.client.put("/api/v1/settings/tracking", json={"enabled": "no"}, headers=api.h())
+    assert r.status_code == 422 and r.json()["error"]["field"] == "enabled"
+    assert _count(api) == 0
+    assert api.post("/api/v1/emails", email_body(tracking=False)).status_code == 202

@@ -60,11 +60,16 @@ def to_new_email(body: EmailIn, max_size: int, prefix: str = "", idempotency_key
         raise fail("subject", str(e)) from e
     if not body.text and not body.html:
         raise fail("text", "give text, html or both")
+    names: dict[str, str] = {}
     for k, v in body.headers.items():
         try:
             check_extra_header(k, v)
         except AddressError as e:
             raise fail(f"headers.{k}", str(e)) from e
+        if k.lower() in names:
+            raise fail(f"headers.{k}", f"header {k!r} repeats {names[k.lower()]!r}: header names are "
+                                       "case-insensitive, give each one once")
+        names[k.lower()] = k
     if len(body.metadata) > MAX_METADATA or any(len(k) > 100 or len(v) > 1000 for k, v in body.metadata.items()):
         raise fail("metadata", f"at most {MAX_METADATA} keys, keys ≤ 100 and values ≤ 1000 characters")
     files: list[tuple[str, str, bytes]] = []

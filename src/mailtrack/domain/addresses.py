@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from email.utils import formataddr, getaddresses
 
-_FORBIDDEN = re.compile(r"[\r\n\x00]")
+# C0 controls and DEL, TAB excepted: CR/LF/NUL smuggle headers, VT/FF/ESC… go out raw and confuse clients
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
@@ -21,8 +22,10 @@ class AddressError(ValueError):
 
 
 def check_header_value(value: str, what: str) -> str:
-    if _FORBIDDEN.search(value):
-        raise AddressError(f"{what} must not contain CR, LF or NUL characters")
+    bad = _FORBIDDEN.search(value)
+    if bad:
+        raise AddressError(f"{what} must not contain control characters (found U+{ord(bad.group()):04X} at "
+                           f"position {bad.start()}; only TAB is allowed)")
     if len(value) > 998:
         raise AddressError(f"{what} is longer than 998 characters")
     return value
