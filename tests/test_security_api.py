@@ -3,9 +3,16 @@ encoded size (§6), huge batches (§7), CSV injection (§10)."""
 
 from __future__ import annotations
 
+import base64
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
-from tests.conftest import Api, email_body
+from sqlalchemy import select
+
+from mailtrack.compose import Composer, EmailSource
+from mailtrack.store.schema import attachments, emails, recipients
+from tests.conftest import Api, email_body, make_config
 
 
 def _count(api: Api, key: str | None = None) -> int:
@@ -122,3 +129,44 @@ def test_loose_types_are_refused_naming_the_field(api: Api) -> None:
     assert r.status_code == 422 and r.json()["error"]["field"] == "enabled"
     assert _count(api) == 0
     assert api.post("/api/v1/emails", email_body(tracking=False)).status_code == 202
+
+
+# --- §6 the size limit counts the message as encoded for SMTP ------------------------------------
+
+def _sized_api(any_store: Any, tmp_path: Path, limit: str = "1MB") -> Api:
+    return Api(any_store, make_config(tmp_path, max_message_size=limit))
+
+
+def _wire_size(api: Api, email_id: str) -> int:
+    """Compose the stored email as delivery does and measure the bytes that would go out."""
+    with api.store.read() as conn:
+        row = conn.execute(select(emails).where(emails.c.id == email_id)).mappings().one()
+        files = [(a.filename, a.content_type, bytes(a.content))
+                 for a in conn.execute(select(attachments).where(attachments.c.email_id == email_id))]
+        rid = conn.execute(select(recipients.c.id).where(recipients.c.email_id == email_id)).scalars().first()
+    composer = Composer(secret="s" * 64, bounce_domain="bounces." + "x" * 60 + ".test", public_url=api.config.public_url)
+    return len(composer.compose(EmailSource.from_row(row, files), str(rid), "alice@example.test").data)
+
+
+def test_multibyte_text_counts_in_encoded_bytes(any_store: Any, tmp_path: Path) -> None:
+    api = _sized_api(any_store, tmp_path)
+    limit = 1024 * 1024
+    r = api.post("/api/v1/emails", email_body(text="€" * 400_000))  # 400k characters, ~3.6 MB quoted-printable
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["field"] == "message" and "as encoded for SMTP" in err["message"] and "1.0 MB" in err["message"]
+    attach = base64.b64encode(b"\xff" * (770 * 1024)).decode()  # 770 KB: 1.03 MB once in base64 with line breaks
+    r = api.post("/api/v1/emails", email_body(text="see attached", attachments=[{"filename": "a.bin",
+                                                                                  "content": attach}]))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "message"
+    html = "<p>" + ("<a href='https://portal.test/x'>x</a> " * 20_000) + "</p>"
+    r = api.post("/api/v1/emails", email_body(text=None, html=html, tracking=True))  # 0.76 MB; tracked links grow it
+    assert r.status_code == 422
+    # what is accepted really goes out under the limit
+    for body in (email_body(text="€" * 100_000), email_body(text="a" * 900_000),
+                 email_body(text="x", attachments=[{"filename": "b.bin",
+                                                    "content": base64.b64encode(b"\x00" * 700_000).decode()}]),
+                 email_body(text=None, html="<p>" + "<a href='https://portal.test/x'>x</a> " * 2000, tracking=True)):
+        r = api.post("/api/v1/emails", body)
+        assert r.status_code == 202, r.json()
+        assert _wire_size(api, r.json()["id"]) <= limit

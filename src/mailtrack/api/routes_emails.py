@@ -146,7 +146,7 @@ async def post_email(
     acct: int = Depends(account_id), store: Store = Depends(get_store), config: Config = Depends(get_config),
 ) -> dict[str, Any]:
     keyed = _keyed("emails", idempotency_key, body)
-    new = to_new_email(body, config.max_message_size)
+    new = to_new_email(body, config.max_message_size, public_url=config.public_url)
     return (await _store_batch(request, store, acct, [new], keyed))[0]
 
 
@@ -159,7 +159,8 @@ async def post_batch(
     if len(body.emails) > MAX_BATCH:
         raise InputError(f"a batch holds at most {MAX_BATCH} emails, got {len(body.emails)}", field="emails")
     keyed = _keyed("emails/batch", idempotency_key, body)
-    news = [to_new_email(e, config.max_message_size, prefix=f"emails[{i}].") for i, e in enumerate(body.emails)]
+    news = [to_new_email(e, config.max_message_size, prefix=f"emails[{i}].", public_url=config.public_url)
+            for i, e in enumerate(body.emails)]
     return {"emails": await _store_batch(request, store, acct, news, keyed)}
 
 
