@@ -4,6 +4,8 @@ encoded size (§6), huge batches (§7), CSV injection (§10)."""
 from __future__ import annotations
 
 import base64
+import csv
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -170,3 +172,24 @@ def test_multibyte_text_counts_in_encoded_bytes(any_store: Any, tmp_path: Path) 
         r = api.post("/api/v1/emails", body)
         assert r.status_code == 202, r.json()
         assert _wire_size(api, r.json()["id"]) <= limit
+
+
+# --- §10 CSV injection -------------------------------------------------------------------------------
+
+def test_suppression_csv_escapes_formula_cells(api: Api) -> None:
+    from mailtrack.store import accounts, suppressions
+
+    hostile = ['=HYPERLINK("http://evil.test","click")', "+1+1", "-2", "@SUM(A1)", "\tx", "plain reason"]
+    with api.store.write() as conn:
+        acct = accounts.get_or_create_account(conn, "acme")
+        for i, reason in enumerate(hostile):
+            suppressions.add(conn, acct, f"u{i}@example.test", reason, "hard_bounce")
+    for path in ("/api/v1/suppressions.csv", "/api/v1/suppressions?format=csv"):
+        r = api.get(path)
+        assert r.status_code == 200
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        reasons = {row["reason"] for row in rows}
+        assert reasons == {"'" + h for h in hostile[:-1]} | {"plain reason"}, path
+        assert all(row["reason"][:1] not in "=+-@\t" for row in rows)
+    # JSON keeps the stored text as it is
+    assert {s["reason"] for s in api.get("/api/v1/suppressions").json()["suppressions"]} == set(hostile)
