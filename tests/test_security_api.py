@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,59 @@ def test_suppression_csv_escapes_formula_cells(api: Api) -> None:
         assert all(row["reason"][:1] not in "=+-@\t" for row in rows)
     # JSON keeps the stored text as it is
     assert {s["reason"] for s in api.get("/api/v1/suppressions").json()["suppressions"]} == set(hostile)
+
+
+# --- §7 huge batches -----------------------------------------------------------------------------------
+
+def test_too_many_recipients_in_one_request_is_422_stating_the_limit(api: Api) -> None:
+    many = [f"u{i}@example.test" for i in range(3000)]
+    body = {"emails": [email_body(to=many[:1000], cc=many[1000:2000], bcc=many[2000:]) for _ in range(100)]}
+    r = api.post("/api/v1/emails/batch", body)
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["field"] == "emails" and "at most 5000 recipients" in err["message"] and "300000" in err["message"]
+    assert _count(api) == 0
+
+
+def test_suppression_check_of_a_huge_batch_is_chunked(any_store: Any) -> None:
+    from mailtrack.store import accounts, suppressions
+
+    with any_store.write() as conn:
+        acct = accounts.get_or_create_account(conn, "acme")
+        suppressions.add(conn, acct, "u39999@example.test", "manual", "manual")
+        suppressions.add(conn, acct, "u7@example.test", "manual", "manual")
+        found = suppressions.suppressed_among(conn, acct, {f"u{i}@example.test" for i in range(70_000)})
+    assert set(found) == {"u39999@example.test", "u7@example.test"}
+
+
+def test_a_batch_at_the_limit_is_accepted(api: Api) -> None:
+    many = [f"u{i}@example.test" for i in range(2500)]
+    body = {"emails": [email_body(to=many[:1000], cc=many[1000:2000], bcc=many[2000:]) for _ in range(2)]}
+    r = api.post("/api/v1/emails/batch", body)
+    assert r.status_code == 202 and sum(len(e["recipients"]) for e in r.json()["emails"]) == 5000
+
+
+def test_group_writer_takes_accounts_round_robin_within_a_budget(sqlite_store: Any) -> None:
+    from mailtrack.store.writer import GroupWriter
+
+    gate = threading.Event()
+    ran: list[list[str]] = []
+
+    def work(_conn: Any, names: list[str]) -> list[str]:
+        if names == ["gate"]:
+            assert gate.wait(10)
+        ran.append(names)
+        return names
+
+    writer = GroupWriter(sqlite_store, max_weight=100)
+    first = writer.enqueue("a", work, "gate")
+    heavy = [writer.enqueue("a", work, f"a{i}", weight=100) for i in range(5)]
+    light = writer.enqueue("b", work, "b0", weight=1)
+    gate.set()
+    for fut in (first, *heavy, light):
+        fut.result(10)
+    writer.close()
+    order = [n for names in ran for n in names]
+    # b0 went in right after the first of a's heavy requests, not after all five
+    assert order.index("b0") <= order.index("a1")
+    assert all(len(names) == 1 for names in ran if names[0].startswith("a"))

@@ -25,6 +25,8 @@ from .schemas import BatchIn, EmailIn
 
 router = APIRouter(prefix="/api/v1", tags=["emails"])
 MAX_BATCH = 500
+MAX_RECIPIENTS = 5000
+"""Recipients per request (To, Cc and Bcc of every email of a batch): more is a 422 stating the limit."""
 
 
 def parse_since(value: str | None, field: str = "since") -> float | None:
@@ -125,7 +127,8 @@ async def _store_batch(
 ) -> list[dict[str, Any]]:
     """Queue for the group writer and await its commit: no thread is held while waiting."""
     writer: GroupWriter = request.app.state.writer
-    results = await asyncio.wrap_future(writer.enqueue(("submit", acct), _submit_many, (acct, news, keyed)))
+    weight = sum(len(n.recipients) for n in news)  # one transaction's work is bounded by recipients
+    results = await asyncio.wrap_future(writer.enqueue(("submit", acct), _submit_many, (acct, news, keyed), weight))
     if any(created for _, created, _ in results):
         request.app.state.on_spooled()
     if all(view is not None for *_, view in results):
@@ -158,6 +161,10 @@ async def post_batch(
 ) -> dict[str, Any]:
     if len(body.emails) > MAX_BATCH:
         raise InputError(f"a batch holds at most {MAX_BATCH} emails, got {len(body.emails)}", field="emails")
+    total = sum(len(e.to) + len(e.cc) + len(e.bcc) for e in body.emails)
+    if total > MAX_RECIPIENTS:
+        raise InputError(f"a request holds at most {MAX_RECIPIENTS} recipients (to, cc and bcc of all its emails), "
+                         f"got {total}; split it into several requests", field="emails")
     keyed = _keyed("emails/batch", idempotency_key, body)
     news = [to_new_email(e, config.max_message_size, prefix=f"emails[{i}].", public_url=config.public_url)
             for i, e in enumerate(body.emails)]
