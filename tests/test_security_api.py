@@ -204,7 +204,7 @@ def test_too_many_recipients_in_one_request_is_422_stating_the_limit(api: Api) -
     r = api.post("/api/v1/emails/batch", body)
     assert r.status_code == 422
     err = r.json()["error"]
-    assert err["field"] == "emails" and "at most 5000 recipients" in err["message"] and "300000" in err["message"]
+    assert err["field"] == "emails" and "at most 1000 recipients" in err["message"] and "300000" in err["message"]
     assert _count(api) == 0
 
 
@@ -220,10 +220,12 @@ def test_suppression_check_of_a_huge_batch_is_chunked(any_store: Any) -> None:
 
 
 def test_a_batch_at_the_limit_is_accepted(api: Api) -> None:
-    many = [f"u{i}@example.test" for i in range(2500)]
-    body = {"emails": [email_body(to=many[:1000], cc=many[1000:2000], bcc=many[2000:]) for _ in range(2)]}
+    many = [f"u{i}@example.test" for i in range(500)]
+    body = {"emails": [email_body(to=many[:200], cc=many[200:400], bcc=many[400:]) for _ in range(2)]}
     r = api.post("/api/v1/emails/batch", body)
-    assert r.status_code == 202 and sum(len(e["recipients"]) for e in r.json()["emails"]) == 5000
+    assert r.status_code == 202 and sum(len(e["recipients"]) for e in r.json()["emails"]) == 1000
+    over = {"emails": [*body["emails"], email_body(to=["one.more@example.test"], cc=[], bcc=[])]}
+    assert api.post("/api/v1/emails/batch", over).status_code == 422
 
 
 def test_group_writer_takes_accounts_round_robin_within_a_budget(sqlite_store: Any) -> None:
@@ -250,3 +252,9 @@ def test_group_writer_takes_accounts_round_robin_within_a_budget(sqlite_store: A
     # b0 went in right after the first of a's heavy requests, not after all five
     assert order.index("b0") <= order.index("a1")
     assert all(len(names) == 1 for names in ran if names[0].startswith("a"))
+
+
+def test_a_single_email_over_the_recipient_limit_is_422(api: Api) -> None:
+    many = [f"u{i}@example.test" for i in range(1001)]
+    r = api.post("/api/v1/emails", email_body(to=many[:600], cc=many[600:], bcc=[]))
+    assert r.status_code == 422 and "at most 1000 recipients" in r.json()["error"]["message"]

@@ -39,7 +39,7 @@ class _Item:
 
 
 class GroupWriter:
-    def __init__(self, store: Store, max_items: int = 256, max_weight: int = 2000) -> None:
+    def __init__(self, store: Store, max_items: int = 256, max_weight: int = 1000) -> None:
         self.store = store
         self.max_items = max_items
         # Work per transaction (e.g. recipients), taken round-robin over the keys (accounts): what one
@@ -90,7 +90,10 @@ class GroupWriter:
             if it is None:
                 self._stopping = True
                 return
-            self._pending.setdefault(it.key, deque()).append(it)
+            if it.key not in self._pending:
+                self._pending[it.key] = deque()
+                self._pending.move_to_end(it.key, last=False)  # a newcomer goes before those served just now
+            self._pending[it.key].append(it)
 
     def _take(self) -> tuple[list[_Item], bool]:
         self._drain(block=not self._pending and not self._stopping)
