@@ -258,3 +258,52 @@ def test_a_single_email_over_the_recipient_limit_is_422(api: Api) -> None:
     many = [f"u{i}@example.test" for i in range(1001)]
     r = api.post("/api/v1/emails", email_body(to=many[:600], cc=many[600:], bcc=[]))
     assert r.status_code == 422 and "at most 1000 recipients" in r.json()["error"]["message"]
+
+
+# --- §8 disk full / read-only database -------------------------------------------------------------
+
+def _pragma_on_every_connection(store: Any, pragma: str) -> None:
+    """Apply a PRAGMA to every pooled and future SQLite connection of the store."""
+    from sqlalchemy import event
+
+    store.engine.dispose()
+    event.listen(store.engine, "connect", lambda dbapi_conn, _rec: dbapi_conn.execute(pragma))
+
+
+def test_disk_full_is_503_with_retry_after_and_recovers(sqlite_store: Any, tmp_path: Path) -> None:
+    from sqlalchemy import event, text
+
+    api = Api(sqlite_store, make_config(tmp_path))
+    before = api.post("/api/v1/emails", email_body(subject="acknowledged before"))
+    assert before.status_code == 202
+    with sqlite_store.read() as conn:
+        pages = int(conn.execute(text("PRAGMA page_count")).scalar_one())
+    limit = {"pages": pages}  # SQLite refuses to grow the file past this: SQLITE_FULL, as on a full disk
+
+    def cap(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA max_page_count={limit['pages']}")
+
+    sqlite_store.engine.dispose()
+    event.listen(sqlite_store.engine, "connect", cap)
+    big = "x" * 200_000  # needs new pages
+    for _ in range(3):
+        r = api.post("/api/v1/emails", email_body(text=big))
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "30"
+        assert "disk is full" in r.json()["error"]["message"] and "Traceback" not in r.text
+    assert api.get(f"/api/v1/emails/{before.json()['id']}").status_code == 200  # reads still work
+    limit["pages"] = 1_000_000  # space is back
+    sqlite_store.engine.dispose()
+    r = api.post("/api/v1/emails", email_body(text=big))
+    assert r.status_code == 202
+    assert _count(api) == 2  # the acknowledged one and the new one; nothing half-stored
+
+
+def test_read_only_database_is_503(sqlite_store: Any, tmp_path: Path) -> None:
+    api = Api(sqlite_store, make_config(tmp_path))
+    _pragma_on_every_connection(sqlite_store, "PRAGMA query_only=ON")
+    r = api.post("/api/v1/emails", email_body())
+    assert r.status_code == 503 and r.headers["retry-after"] == "30"
+    assert "read-only" in r.json()["error"]["message"]
+    r = api.client.post("/api/v1/suppressions", json={"address": "x@example.test"}, headers=api.h())
+    assert r.status_code == 503

@@ -49,6 +49,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
+    from .unavailable import UNAVAILABLE, database_unavailable
+
+    for exc_type in UNAVAILABLE:  # disk full, read-only, unreachable: 503 + Retry-After, not 500
+        app.add_exception_handler(exc_type, database_unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
         # the server logs the traceback; the caller only learns that it is our fault
