@@ -59,8 +59,10 @@ def test_headers_same_for_every_recipient_but_ids() -> None:
         assert m["Reply-To"] == "desk@acme.test" and m["Subject"] == "Task sheet T-42"
         assert m["X-Entity-Ref-ID"] == "T-42" and m["List-Unsubscribe"] == "<mailto:u@acme.test>"
         assert m["MIME-Version"] == "1.0" and m["Date"] is not None
-        assert m["Message-ID"] == message_id(rid, "e0001", BOUNCE) == f"<{rid}.e0001@{BOUNCE}>"
-        assert m["X-Mailtrack-ID"] == rid
+        assert m["Message-ID"] == message_id(rid, "e0001", BOUNCE, SECRET) == tokens.message_id(SECRET, rid, "e0001",
+                                                                                              BOUNCE)
+        assert tokens.parse_message_id(SECRET, m["Message-ID"], BOUNCE) == (rid, "e0001")
+        assert tokens.recipient_from_mailtrack_id(SECRET, m["X-Mailtrack-ID"]) == rid
         assert "Bcc" not in m
         assert out.mail_from == tokens.verp_address(SECRET, rid, BOUNCE)
         assert tokens.recipient_from_verp(SECRET, out.mail_from) == rid

@@ -14,6 +14,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
+from mailtrack import tokens
 from mailtrack.config import Config
 from mailtrack.delivery.worker import Worker
 from mailtrack.simulator import Simulator
@@ -138,8 +139,8 @@ async def test_each_outcome_on_one_connection(sim: Simulator, any_store: Store, 
         assert "Bcc" not in h
         assert "success+bcc" not in str(h)  # the Bcc address appears in no header, not even its own
         rid = rc[rcpt]["id"]
-        assert h["X-Mailtrack-ID"] == rid
-        assert h["Message-ID"] == f"<{rid}.{eid}@{config.bounce_domain}>"
+        assert tokens.recipient_from_mailtrack_id(config.secret_key, h["X-Mailtrack-ID"]) == rid
+        assert tokens.parse_message_id(config.secret_key, h["Message-ID"], config.bounce_domain) == (rid, eid)
     assert {m.mail_from for m in sim.state.messages} == {
         f"bounces+{__import__('mailtrack.tokens').tokens.sign('test-secret', 'verp', rc[x]['id'])}"
         f"@{config.bounce_domain}" for x in got

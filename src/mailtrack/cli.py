@@ -127,17 +127,67 @@ def apikey() -> None:
 
 @apikey.command("create")
 @click.option("--account", required=True, help="Account (site) name; created when missing.")
+@click.option("--expires", help="Valid for this long (e.g. 90d, 12h); default: until revoked.")
 @click.pass_context
-def apikey_create(ctx: click.Context, account: str) -> None:
+def apikey_create(ctx: click.Context, account: str, expires: str | None) -> None:
     """Create an API key; the key is printed alone on the last line (shown only once)."""
+    from .config import parse_duration
     from .store import accounts
+    from .store.ids import now
 
+    try:
+        expires_at = now() + parse_duration(expires) if expires else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--expires") from e
     store = _store(_config(ctx))
     with store.write() as conn:
         acct = accounts.get_or_create_account(conn, account)
-        key = accounts.create_api_key(conn, acct)
+        key = accounts.create_api_key(conn, acct, expires_at)
     click.echo(f"API key for account {account!r} (store it now; it is not shown again):", err=False)
     click.echo(key)
+
+
+@apikey.command("list")
+@click.option("--account", required=True, help="Account (site) name.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def apikey_list(ctx: click.Context, account: str, as_json: bool) -> None:
+    """List an account's keys: id, prefix, created, last used, expiry, revocation (never the key)."""
+    from .api.routes_keys import key_view
+    from .store import accounts
+
+    store = _store(_config(ctx))
+    with store.read() as conn:
+        acct = accounts.find_account(conn, account)
+        if acct is None:
+            raise click.ClickException(f"no account {account!r}")
+        rows = [key_view(r) for r in accounts.list_api_keys(conn, acct)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'ID':>5}  {'PREFIX':<12} {'CREATED':<25} {'LAST USED':<25} {'EXPIRES':<25} REVOKED")
+    for r in rows:
+        click.echo(f"{r['id']:>5}  {r['prefix'] + '…':<12} {r['created_at']:<25} {r['last_used_at'] or '-':<25} "
+                   f"{r['expires_at'] or '-':<25} {r['revoked_at'] or '-'}")
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def apikey_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key, given as its ID from `apikey list` or as the key itself.
+
+    Every process refuses it within 30 seconds (the time an API process keeps a key in memory).
+    """
+    from .store import accounts
+
+    store = _store(_config(ctx))
+    try:
+        with store.write() as conn:
+            row = accounts.revoke_api_key(conn, key_id)
+    except MailtrackError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"revoked API key {row['id']} ({row['prefix']}…)")
 
 
 def _register_optional() -> None:

@@ -141,8 +141,8 @@ class Template:
     def render(self, recipient_id: str, *, public_url: str, secret: str, bounce_domain: str,
                exclude_domains: Sequence[str] = ()) -> bytes:
         slots: dict[str, bytes] = {
-            MSGID: f"Message-ID: {message_id(recipient_id, self.email.id, bounce_domain)}\r\n".encode(),
-            RID: f"X-Mailtrack-ID: {recipient_id}\r\n".encode(),
+            MSGID: f"Message-ID: {message_id(recipient_id, self.email.id, bounce_domain, secret)}\r\n".encode(),
+            RID: f"X-Mailtrack-ID: {tokens.mailtrack_id(secret, recipient_id)}\r\n".encode(),
         }
         if self.email.html is not None and self.email.tracking:
             html = _tracked_html(self.email, recipient_id, public_url, secret, exclude_domains)
@@ -150,9 +150,9 @@ class Template:
         return b"".join(c if isinstance(c, bytes) else slots[c] for c in self.chunks)
 
 
-def message_id(recipient_id: str, email_id: str, bounce_domain: str) -> str:
-    """The Message-ID of one recipient's message; inbound can map it back to the recipient."""
-    return f"<{recipient_id}.{email_id}@{bounce_domain}>"
+def message_id(recipient_id: str, email_id: str, bounce_domain: str, secret: str) -> str:
+    """The Message-ID of one recipient's message; inbound can map it back to the recipient (it carries a MAC)."""
+    return tokens.message_id(secret, recipient_id, email_id, bounce_domain)
 
 
 def _tracked_html(email: EmailSource, recipient_id: str, public_url: str, secret: str,

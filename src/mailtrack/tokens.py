@@ -97,3 +97,35 @@ def parse_click_url(secret: str, token: str) -> tuple[str, int, str] | None:
         return None
     rid, _, idx = payload.partition("-")
     return rid, int(idx), url
+
+
+# --- ids in the headers of what we send: a report that quotes them proves which recipient it is about
+
+_MESSAGE_ID = re.compile(r"<([0-9a-z]{1,64})\.([0-9a-z]{1,64})\.([0-9a-f]{32})@([^<>\s]{1,255})>")
+
+
+def message_id(secret: str, recipient_id: str, email_id: str, bounce_domain: str) -> str:
+    """``<RID.EMAILID.MAC@bounce-domain>``: only mailtrack can make one that names a given recipient."""
+    payload = f"{recipient_id}.{email_id}"
+    return f"<{payload}.{_mac(secret, 'msgid', payload)}@{bounce_domain}>"
+
+
+def parse_message_id(secret: str, value: str, bounce_domain: str) -> tuple[str, str] | None:
+    """(recipient id, email id) from a genuine Message-ID of ours (any case), else None."""
+    found = _MESSAGE_ID.fullmatch(value.strip().lower()) if len(value) <= 400 else None
+    if found is None or found.group(4).rstrip(".") != bounce_domain.lower().rstrip("."):
+        return None
+    rid, eid, mac = found.group(1), found.group(2), found.group(3)
+    if not hmac.compare_digest(mac, _mac(secret, "msgid", f"{rid}.{eid}")):
+        return None
+    return rid, eid
+
+
+def mailtrack_id(secret: str, recipient_id: str) -> str:
+    """The ``X-Mailtrack-ID`` header value: ``RID-MAC``."""
+    return sign(secret, "mtid", recipient_id)
+
+
+def recipient_from_mailtrack_id(secret: str, value: str) -> str | None:
+    """Recipient id from a genuine ``X-Mailtrack-ID`` value, else None (a bare recipient id is not proof)."""
+    return verify(secret, "mtid", value.strip().strip("<>"))

@@ -49,6 +49,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
+    from .unavailable import UNAVAILABLE, database_unavailable
+
+    for exc_type in UNAVAILABLE:  # disk full, read-only, unreachable: 503 + Retry-After, not 500
+        app.add_exception_handler(exc_type, database_unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
         # the server logs the traceback; the caller only learns that it is our fault
@@ -79,7 +84,7 @@ class BodySizeLimit:
 
 def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] | None = None) -> FastAPI:
     """The whole HTTP surface. ``on_spooled`` wakes an in-process delivery worker."""
-    from . import routes_admin, routes_emails
+    from . import routes_admin, routes_emails, routes_keys
 
     app = FastAPI(
         title="mailtrack",
@@ -102,6 +107,7 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
 
     app.include_router(routes_webhooks.router)
     routes_webhooks.document(app)
+    app.include_router(routes_keys.router)
     for extra in _optional_routers():
         extra(app)
     return app

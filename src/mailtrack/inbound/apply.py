@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +31,10 @@ from ..domain.status import EventType
 from ..store import inbound
 from ..store.db import Store
 from ..store.transitions import Change, Outcome, record
-from ..tokens import recipient_from_verp
+from .correlate import find_anchor
 
 log = logging.getLogger("mailtrack.inbound")
 
-_RID = re.compile(r"[0-9a-f]{1,32}")
-_OUR_MESSAGE_ID = re.compile(r"<([0-9a-f]{1,32})\.([0-9a-f]{1,32})@([^<>\s]+)>")
 # Delivery results inside a failure report that are not failures (a mixed DSN).
 _NOT_FAILED = frozenset({"delivered", "relayed", "expanded"})
 # ARF feedback types that are not a person marking the message as spam.
@@ -51,29 +48,6 @@ class Applied:
     state: str
     recipient_id: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def find_anchor(
-    conn: Connection, config: Config, rcpt_tos: list[str], report: Report
-) -> tuple[dict[str, Any], str] | None:
-    """The recipient a report is about and how it was found, or None."""
-    for via, addresses in (("verp", rcpt_tos), ("envelope_hint", report.envelope_hints)):
-        for address in addresses:
-            rid = recipient_from_verp(config.secret_key, address)
-            row = inbound.recipient(conn, rid) if rid else None
-            if row is not None:
-                return row, via
-    mailtrack_id = (report.mailtrack_id or "").strip().strip("<>").lower()
-    if _RID.fullmatch(mailtrack_id):
-        row = inbound.recipient(conn, mailtrack_id)
-        if row is not None:
-            return row, "mailtrack_id"
-    found = _OUR_MESSAGE_ID.fullmatch((report.original_message_id or "").strip().lower())
-    if found and found.group(3).rstrip(".") == config.bounce_domain.lower():
-        row = inbound.recipient(conn, found.group(1))
-        if row is not None and row["email_id"] == found.group(2):
-            return row, "message_id"
-    return None
 
 
 def match_recipients(

@@ -18,6 +18,9 @@ TOO_COMPLEX = "552 5.3.4 MIME structure too complex"
 TRY_LATER = "451 4.3.0 temporary failure storing the message, try again later"
 SESSION_TOO_LONG = "421 4.4.2 session too long, closing"
 TOO_MANY_CONNECTIONS = "421 4.7.0 too many connections, try again later"
+TOO_MANY_FROM_YOU = "421 4.7.0 too many connections from your address, try again later"
+IDLE_TIMEOUT = "421 4.4.2 idle too long, closing"
+NO_PROGRESS = "421 4.4.2 no message in time, closing"
 
 FEEDBACK_LOCALS = frozenset({"fbl", "abuse", "postmaster"})
 # The shape of a VERP local part: the token is checked later, so a forged one is kept (as an orphan).
@@ -29,6 +32,8 @@ Accept = Callable[[str, list[str], bytes], Awaitable[str]]
 def is_ours(address: str, bounce_domain: str) -> bool | None:
     """True for a bounce/feedback address; False for another local part of the bounce domain; None elsewhere."""
     local, at, domain = address.strip().strip("<>").rpartition("@")
+    if not at and domain.lower() == "postmaster":
+        return True  # RFC 5321 §4.5.1: a bare <Postmaster> must be accepted
     if not at or domain.lower().rstrip(".") != bounce_domain.lower():
         return None
     local = local.lower()
@@ -55,7 +60,16 @@ class InboundHandler:
             return TOO_MANY_RCPTS
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
+        _progressed(server)
         return RCPT_OK
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        return await self.accept(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b"")
+        reply = await self.accept(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b"")
+        _progressed(server)
+        return reply
+
+
+def _progressed(server: SMTP) -> None:
+    progressed = getattr(server, "progressed", None)  # the inbound server's session; a bare SMTP in tests
+    if progressed is not None:
+        progressed()

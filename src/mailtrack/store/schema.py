@@ -47,6 +47,9 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("prefix", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),  # None = never
+    Column("revoked_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),  # written at most once a minute per key
 )
 
 users = Table(
@@ -260,4 +263,26 @@ webhook_attempts = Table(
     Column("response", Text, nullable=True),  # the first KB of the body
     Column("error", Text, nullable=True),
     Index("ix_webhook_attempts_endpoint", "endpoint_id", "id"),
+)
+
+# Web sign-in sessions: the cookie holds a random token, the table its SHA-256 (revocable server-side).
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
+# Idempotency-Key header (IETF draft): one row per (account, endpoint, key), with the request's fingerprint.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", ForeignKey("accounts.id"), primary_key=True),
+    Column("endpoint", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("email_ids", Text, nullable=False),  # JSON list, in request order
+    Column("created_at", Float, nullable=False, index=True),
 )

@@ -1,4 +1,4 @@
-"""`mailtrack user add` and `mailtrack demo`."""
+"""`mailtrack user add | remove` and `mailtrack demo`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,25 @@ def user_add(ctx: click.Context, account: str, email: str, password: str | None)
     finally:
         store.dispose()
     click.echo(f"{'updated' if existed else 'added'} user {addr.lower()} in account {account!r}")
+
+
+@user.command("remove")
+@click.option("--email", required=True, help="Sign-in email address.")
+@click.pass_context
+def user_remove(ctx: click.Context, email: str) -> None:
+    """Remove a user; every session of theirs ends at once."""
+    from ..cli import _config, _store
+    from ..store import accounts
+
+    store = _store(_config(ctx))
+    try:
+        with store.write() as conn:
+            removed = accounts.remove_user(conn, email)
+    finally:
+        store.dispose()
+    if not removed:
+        raise click.ClickException(f"no user {email.strip().lower()!r}")
+    click.echo(f"removed user {email.strip().lower()} and ended their sessions")
 
 
 @click.command("demo")
