@@ -7,7 +7,6 @@ recipient without the secret.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 
@@ -16,8 +15,8 @@ _PAYLOAD = re.compile(r"[0-9a-z]{1,64}(?:-[0-9]{1,6})?")
 
 
 def _mac(secret: str, purpose: str, payload: str) -> str:
-    digest = hmac.new(secret.encode(), f"{purpose}:{payload}".encode(), hashlib.sha256)
-    return digest.hexdigest()[:_MAC_HEX]
+    # hmac.digest is the one-shot C path: cheaper than hmac.new (compose makes ~7 per message)
+    return hmac.digest(secret.encode(), f"{purpose}:{payload}".encode(), "sha256").hex()[:_MAC_HEX]
 
 
 def sign(secret: str, purpose: str, payload: str) -> str:
@@ -62,3 +61,12 @@ def parse_click(secret: str, token: str) -> tuple[str, int] | None:
         return None
     rid, _, idx = payload.partition("-")
     return rid, int(idx)
+
+
+def unsubscribe_token(secret: str, recipient_id: str) -> str:
+    return sign(secret, "unsubscribe", recipient_id)
+
+
+def parse_unsubscribe(secret: str, token: str) -> str | None:
+    """Recipient id of a genuine one-click unsubscribe token (URL or mailto local part), else None."""
+    return verify(secret, "unsubscribe", token)
