@@ -137,7 +137,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRACKING_EXCLUDE_DOMAINS", "",
             "Comma-separated domains whose links are never rewritten for click tracking "
             "(subdomains included), e.g. 'portal.acme.test, bank.example'", parse_domains),
+    # --- sending domains, DKIM, throttling (mailtrack.domains, delivery.throttle) ---
+    Setting("DNS_RESOLVER", "", "HOST:PORT of the DNS server for sending-domain checks (empty: the system resolver)"),
+    Setting("UNVERIFIED_FROM", "send",
+            "A From domain with no verified sending domain: 'send' (unsigned, marked not authenticated) "
+            "or 'refuse' (422 naming the domain)", lambda t: _choice(t, ("send", "refuse"))),
+    Setting("SPF_MECHANISM", "",
+            "The SPF mechanism that authorizes this server's IPs, e.g. 'ip4:203.0.113.7' (empty: a:BOUNCE_DOMAIN)"),
+    Setting("DKIM_RETIRE_AFTER", "7d", "After a rotation, how long the old DKIM selector stays published",
+            parse_duration),
+    Setting("DOMAIN_RECHECK", "1h", "How often the DNS records of every sending domain are checked again",
+            parse_duration),
 )
+
+
+def _choice(text: str, allowed: tuple[str, ...]) -> str:
+    t = text.strip().lower()
+    if t not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+    return t
 
 
 def _size(text: str) -> int:
@@ -177,6 +195,11 @@ class Config:
     inbound: bool
     log_level: str
     tracking_exclude_domains: tuple[str, ...]
+    dns_resolver: str
+    unverified_from: str
+    spf_mechanism: str
+    dkim_retire_after: float
+    domain_recheck: float
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..compose import EmailSource, Outgoing
 from ..config import Config
+from ..domains.signer import DkimSigner
 from ..store import delivery as dstore
 from ..store.db import Store
 from .pipeline import Pipeline, Signer, Transport, TransportFactory, smtp_transport
@@ -72,7 +73,8 @@ class Worker:
         self.max_inflight = max_inflight or batch_size * 2
         self.poll_interval = poll_interval
         self.lease = lease if lease is not None else config.delivery_lease
-        self.pipeline = Pipeline(config, resolver=resolver, signer=signer)
+        self.pipeline = Pipeline(config, resolver=resolver,
+                                 signer=signer if signer is not None else DkimSigner(store, config))
         self.composer = self.pipeline.composer
         self.router = self.pipeline.router
         self._transport_factory = transport or smtp_transport(config)

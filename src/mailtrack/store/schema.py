@@ -188,3 +188,30 @@ inbound_messages = Table(
     Column("recipient_id", String(32), nullable=True),
     Column("summary_json", Text, nullable=True),
 )
+
+sending_domains = Table(
+    "sending_domains",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("domain", String(253), nullable=False, unique=True),  # lower-case, IDNA (A-labels)
+    Column("return_path", String(253), nullable=True),  # aligned VERP host, e.g. bounces.acme.example
+    Column("checks_json", Text, nullable=True),  # the last DNS check: record → status, detail
+    Column("checked_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("domain_id", ForeignKey("sending_domains.id"), nullable=False, index=True),
+    Column("selector", String(63), nullable=False),
+    Column("private_key", Text, nullable=False),  # encrypted with a key derived from SECRET_KEY
+    Column("public_key", Text, nullable=False),  # base64 SubjectPublicKeyInfo, the p= of the record
+    Column("state", String(16), nullable=False),  # pending, active, retiring
+    Column("created_at", Float, nullable=False),
+    Column("activated_at", Float, nullable=True),
+    Column("retire_at", Float, nullable=True),
+    UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_domain_selector"),
+)

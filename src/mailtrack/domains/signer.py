@@ -1,0 +1,100 @@
+"""The delivery pipeline's ``sign`` step for sending domains: which key signs a From domain, and
+which aligned return path it uses. Reads the store at most every ``refresh`` seconds, so a domain
+starts being signed soon after its check passes, without a query per message."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..compose import EmailSource, Outgoing
+from ..config import Config
+from ..store import domains as dstore
+from ..store.db import Store
+from . import dnscheck, keys, sign
+from .names import from_domain
+
+log = logging.getLogger("mailtrack.domains")
+
+
+@dataclass(frozen=True)
+class Identity:
+    domain: str
+    selector: str
+    key: rsa.RSAPrivateKey
+    return_path: str | None  # only once its CNAME checks out, else bounces would go nowhere
+
+
+class DkimSigner:
+    """Signs with the active key of the From domain (or of its nearest registered parent)."""
+
+    def __init__(self, store: Store, config: Config, *, refresh: float = 30.0) -> None:
+        self.store = store
+        self.config = config
+        self.refresh_every = refresh
+        self._table: dict[str, Identity] = {}
+        self._keys: dict[tuple[str, str, str], rsa.RSAPrivateKey] = {}
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self.signed = 0
+
+    def refresh(self) -> None:
+        with self.store.read() as conn:
+            found = dstore.listing(conn)
+        table: dict[str, Identity] = {}
+        for d in found:
+            active = next((k for k in d.keys if k.state == "active"), None)
+            if active is None:
+                continue
+            cache_key = (d.domain, active.selector, active.private_key)
+            key = self._keys.get(cache_key)
+            if key is None:
+                try:
+                    key = self._keys[cache_key] = keys.decrypt(active.private_key, self.config.secret_key, d.domain)
+                except keys.DkimKeyError as e:
+                    log.error("not signing for %s: %s", d.domain, e)
+                    continue
+            rp_ok = d.return_path and d.checks.get(f"CNAME {d.return_path}", {}).get("status") == dnscheck.OK
+            table[d.domain] = Identity(d.domain, active.selector, key, d.return_path if rp_ok else None)
+        self._table = table
+
+    def _current(self) -> dict[str, Identity]:
+        now = time.monotonic()
+        if now >= self._next:
+            with self._lock:
+                if now >= self._next:
+                    try:
+                        self.refresh()
+                    except Exception:  # the store is busy or down: sign with what we had
+                        log.exception("reading the sending domains failed")
+                    self._next = now + self.refresh_every
+        return self._table
+
+    def identity(self, email: EmailSource) -> Identity | None:
+        domain = from_domain(email.from_addr)
+        if not domain:
+            return None
+        table = self._current()
+        labels = domain.split(".")
+        for i in range(len(labels) - 1):
+            hit = table.get(".".join(labels[i:]))
+            if hit is not None:
+                return hit
+        return None
+
+    def return_path(self, email: EmailSource) -> str | None:
+        ident = self.identity(email)
+        return ident.return_path if ident else None
+
+    def sign(self, email: EmailSource, out: Outgoing) -> Outgoing:
+        ident = self.identity(email)
+        if ident is None:
+            return out
+        self.signed += 1
+        return dataclasses.replace(out, data=sign.sign(out.data, domain=ident.domain, selector=ident.selector,
+                                                       key=ident.key))
