@@ -98,6 +98,10 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
     install_error_handlers(app)
     app.include_router(routes_emails.router)
     app.include_router(routes_admin.router)
+    from . import routes_domains, routes_unsubscribe
+
+    app.include_router(routes_domains.router)
+    app.include_router(routes_unsubscribe.router)
     for extra in _optional_routers():
         extra(app)
     return app
