@@ -58,12 +58,17 @@ class EmailSource:
     feedback_id: str | None = None  # "SOURCE_TYPE:ACCOUNT:mailtrack", no personal data
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], attachments: Sequence[tuple[str, str, bytes]] = ()) -> EmailSource:
+    def from_row(cls, row: Mapping[str, Any], attachments: Sequence[tuple[str, str, bytes]] = (),
+                 unsubscribe_events: bool = True) -> EmailSource:
+        """``unsubscribe_events``: whether event messages carry List-Unsubscribe unless the email says."""
+        unsub = row.get("unsubscribe")
+        if unsub is None:  # invoices, task sheets and purchase orders are transactional: never by default
+            unsub = unsubscribe_events and row.get("source_type") == "event_message"
         return cls(
             id=row["id"], from_addr=row["from_addr"], subject=row["subject"], to_header=row["to_header"] or "",
             cc_header=row["cc_header"] or "", reply_to=row["reply_to"], text=row["text_body"],
             html=row["html_body"], headers=json.loads(row["headers_json"] or "{}"), tracking=bool(row["tracking"]),
-            attachments=tuple(attachments), unsubscribe=bool(row.get("unsubscribe")),
+            attachments=tuple(attachments), unsubscribe=bool(unsub),
             feedback_id=feedback_id(row.get("account_id"), row.get("source_type")),
         )
 

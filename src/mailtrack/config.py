@@ -146,6 +146,9 @@ SETTINGS: tuple[Setting, ...] = (
             "The SPF mechanism that authorizes this server's IPs, e.g. 'ip4:203.0.113.7' (empty: a:BOUNCE_DOMAIN)"),
     Setting("DKIM_RETIRE_AFTER", "7d", "After a rotation, how long the old DKIM selector stays published",
             parse_duration),
+    Setting("UNSUBSCRIBE_EVENT_MESSAGES", "true",
+            "Event messages carry List-Unsubscribe (one-click) unless the email says otherwise; invoices, "
+            "task sheets and purchase orders never do by default", parse_bool),
     Setting("DOMAIN_RECHECK", "1h", "How often the DNS records of every sending domain are checked again",
             parse_duration),
 )
@@ -200,6 +203,7 @@ class Config:
     spf_mechanism: str
     dkim_retire_after: float
     domain_recheck: float
+    unsubscribe_event_messages: bool
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():

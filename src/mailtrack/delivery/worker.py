@@ -166,7 +166,8 @@ class Worker:
                 src = sources.get(r.email_id)
                 if src is None and r.email_id in loaded:
                     row, atts = loaded[r.email_id]
-                    src = sources[r.email_id] = EmailSource.from_row(row, atts)
+                    src = sources[r.email_id] = EmailSource.from_row(
+                        row, atts, unsubscribe_events=self.config.unsubscribe_event_messages)
                 if src is None:
                     tpl = self.composer.cached_template(r.email_id)
                     if tpl is None:

@@ -94,6 +94,7 @@ emails = Table(
     Column("tracking_override", Boolean, nullable=True),
     Column("size", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("unsubscribe", Boolean, nullable=True),  # List-Unsubscribe; None = default for the source type
     UniqueConstraint("account_id", "idempotency_key", name="uq_emails_idempotency"),
     Index("ix_emails_account_created", "account_id", "created_at"),
     Index("ix_emails_source", "account_id", "source_reference", "created_at"),

@@ -1,4 +1,4 @@
-"""Sending domains and their DKIM keys.
+"""Sending domains and their DKIM keys; an email's List-Unsubscribe choice.
 
 Revision ID: 0003_dkim
 Revises: 0002
@@ -44,9 +44,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_domain_selector"),
     )
     op.create_index(op.f("ix_dkim_keys_domain_id"), "dkim_keys", ["domain_id"])
+    with op.batch_alter_table("emails") as batch:
+        batch.add_column(sa.Column("unsubscribe", sa.Boolean(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("emails") as batch:
+        batch.drop_column("unsubscribe")
     op.drop_index(op.f("ix_dkim_keys_domain_id"), table_name="dkim_keys")
     op.drop_table("dkim_keys")
     op.drop_index(op.f("ix_sending_domains_account_id"), table_name="sending_domains")
