@@ -149,9 +149,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UNSUBSCRIBE_EVENT_MESSAGES", "true",
             "Event messages carry List-Unsubscribe (one-click) unless the email says otherwise; invoices, "
             "task sheets and purchase orders never do by default", parse_bool),
+    Setting("THROTTLE", "",
+            "Per-provider limits GROUP=CONNECTIONS/MSG_PER_S, e.g. 'google=10/20, microsoft=5/10' "
+            "(groups: google, microsoft, yahoo, apple; empty: the documented defaults)",
+            lambda t: _throttle(t)),
+    Setting("THROTTLE_PAUSE", "1m",
+            "How long a provider is paused after a rate-limit reply (doubling on repeats, up to 1h)",
+            parse_duration),
     Setting("DOMAIN_RECHECK", "1h", "How often the DNS records of every sending domain are checked again",
             parse_duration),
 )
+
+
+def _throttle(text: str) -> str:
+    from .delivery.throttle import parse_limits
+
+    parse_limits(text)  # validate now; the worker parses it again
+    return text
 
 
 def _choice(text: str, allowed: tuple[str, ...]) -> str:
@@ -204,6 +218,8 @@ class Config:
     dkim_retire_after: float
     domain_recheck: float
     unsubscribe_event_messages: bool
+    throttle: str
+    throttle_pause: float
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():

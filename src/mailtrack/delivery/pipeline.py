@@ -28,6 +28,7 @@ from ..store import delivery as dstore
 from . import outcome
 from .routing import Resolver, Route, RouteFailure, Router
 from .smtp import Job, Reply, Sender
+from .throttle import Throttle
 
 log = logging.getLogger("mailtrack.delivery")
 
@@ -55,13 +56,13 @@ class Signer(Protocol):
     def return_path(self, email: EmailSource) -> str | None: ...
 
 
-def smtp_transport(config: Config) -> TransportFactory:
-    """The real transport: SMTP with reused connections under the configured caps."""
+def smtp_transport(config: Config, throttle: Throttle | None = None) -> TransportFactory:
+    """The real transport: SMTP with reused connections under the configured caps and provider limits."""
 
     def make(on_reply: OnReply) -> Transport:
         return Sender(on_reply=on_reply, timeout=config.smtp_timeout, helo=config.bounce_domain,
                       max_connections=config.max_connections, max_per_host=config.max_connections_per_host,
-                      require_tls=config.require_tls)
+                      require_tls=config.require_tls, throttle=throttle)
 
     return make
 

@@ -31,10 +31,12 @@ from ..compose import EmailSource, Outgoing
 from ..config import Config
 from ..domains.signer import DkimSigner
 from ..store import delivery as dstore
+from ..store import pauses
 from ..store.db import Store
 from .pipeline import Pipeline, Signer, Transport, TransportFactory, smtp_transport
 from .routing import Resolver, Route
 from .smtp import Job, Reply
+from .throttle import Pause, Throttle, parse_limits
 
 log = logging.getLogger("mailtrack.delivery")
 
@@ -77,7 +79,10 @@ class Worker:
                                  signer=signer if signer is not None else DkimSigner(store, config))
         self.composer = self.pipeline.composer
         self.router = self.pipeline.router
-        self._transport_factory = transport or smtp_transport(config)
+        self.throttle = Throttle(parse_limits(config.throttle), default_connections=config.max_connections_per_host,
+                                 pause=config.throttle_pause)
+        self.throttle.on_pause.append(self._paused)
+        self._transport_factory = transport or smtp_transport(config, self.throttle)
         self.stats = Stats()
         self._inflight: dict[str, dstore.Claimed] = {}
         self._results: list[dstore.Finished] = []
@@ -206,6 +211,18 @@ class Worker:
                 self.pipeline.send(self._sender, c, out, route)
             else:
                 self._add_result(self.pipeline.classify(c, route, now))
+
+    def _paused(self, pause: Pause) -> None:
+        """Record a provider pause for `mailtrack status` (best effort: the pause itself is in memory)."""
+        def save() -> None:
+            with self.store.write() as conn:
+                pauses.save(conn, pause.group, pause.until, pause.reason)
+
+        def done(f: asyncio.Future[None]) -> None:
+            if f.exception() is not None:
+                log.error("recording the pause of %s failed: %s", pause.group, f.exception())
+
+        asyncio.get_running_loop().run_in_executor(None, save).add_done_callback(done)
 
     def _on_reply(self, job: Job, reply: Reply) -> None:
         self._add_result(self.pipeline.classify(job.tag, reply, time.time()))

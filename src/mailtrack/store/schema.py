@@ -216,3 +216,12 @@ dkim_keys = Table(
     Column("retire_at", Float, nullable=True),
     UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_domain_selector"),
 )
+
+provider_pauses = Table(
+    "provider_pauses",
+    metadata,
+    Column("grp", String(255), primary_key=True),  # google, microsoft, … or a destination's MX host
+    Column("paused_until", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

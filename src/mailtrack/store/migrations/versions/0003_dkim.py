@@ -1,4 +1,4 @@
-"""Sending domains and their DKIM keys; an email's List-Unsubscribe choice.
+"""Sending domains and their DKIM keys; an email's List-Unsubscribe choice; paused provider groups.
 
 Revision ID: 0003_dkim
 Revises: 0002
@@ -44,11 +44,20 @@ def upgrade() -> None:
         sa.UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_domain_selector"),
     )
     op.create_index(op.f("ix_dkim_keys_domain_id"), "dkim_keys", ["domain_id"])
+    op.create_table(
+        "provider_pauses",
+        sa.Column("grp", sa.String(length=255), nullable=False),
+        sa.Column("paused_until", sa.Float(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("grp", name=op.f("pk_provider_pauses")),
+    )
     with op.batch_alter_table("emails") as batch:
         batch.add_column(sa.Column("unsubscribe", sa.Boolean(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_table("provider_pauses")
     with op.batch_alter_table("emails") as batch:
         batch.drop_column("unsubscribe")
     op.drop_index(op.f("ix_dkim_keys_domain_id"), table_name="dkim_keys")
