@@ -174,3 +174,43 @@ def test_cli_add_show_check_rotate_remove(dns: tuple[Zone, str], tmp_path: Path)
     assert "acme.example" in listing and "signing" in listing
     assert cli(tmp_path, resolver, "domain", "remove", "acme.example").exit_code == 0
     assert "no sending domains" in cli(tmp_path, resolver, "domain", "list").output
+
+
+def test_unverified_from_policy_and_authenticated_flag(any_store: Store, dns: tuple[Zone, str],
+                                                       tmp_path: Path) -> None:
+    from mailtrack.compose import EmailSource
+    from mailtrack.domains.signer import DkimSigner
+
+    zone, resolver = dns
+    refuse = Api(any_store, make_config(tmp_path, dns_resolver=resolver, unverified_from="refuse"))
+    email = {"from": "Acme <ops@news.acme.example>", "to": ["a@x.test"], "subject": "s", "text": "t"}
+    r = refuse.post("/api/v1/emails", email)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "from"
+    assert "news.acme.example" in r.json()["error"]["message"]
+    r = refuse.post("/api/v1/emails/batch", {"emails": [{**email, "from": "x@x.test"}, email]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "emails[0].from"
+
+    view = refuse.post("/api/v1/domains", {"domain": "acme.example"}).json()
+    publish(zone, view["records"])
+    assert refuse.post("/api/v1/domains/acme.example/check", {}).json()["signing"] is True
+    from mailtrack.domains import policy
+
+    policy.CACHE._entries.clear()  # the API caches verified domains for a few seconds
+    r = refuse.post("/api/v1/emails", email)  # a subdomain of a verified domain signs as it (relaxed alignment)
+    assert r.status_code == 202, r.text
+    got = refuse.get(f"/api/v1/emails/{r.json()['id']}").json()
+    assert got["authenticated"] is True and "acme.example" in got["why"]
+
+    # the default policy sends, and says why the mail is not authenticated
+    send = Api(any_store, make_config(tmp_path, dns_resolver=resolver))
+    other = send.new_key("globex")
+    r = send.post("/api/v1/emails", email, key=other)  # another account's From on acme.example: not its domain
+    assert r.status_code == 202
+    got = send.get(f"/api/v1/emails/{r.json()['id']}", key=other).json()
+    assert got["authenticated"] is False and "news.acme.example is not a verified sending domain" in got["why"]
+
+    # and the signer never signs another account's mail with acme.example's key
+    signer = DkimSigner(any_store, send.config)
+    src = EmailSource(id="e", from_addr="ops@acme.example", subject="s", account_id=1)
+    assert signer.identity(src) is not None
+    assert signer.identity(EmailSource(id="e", from_addr="ops@acme.example", subject="s", account_id=2)) is None

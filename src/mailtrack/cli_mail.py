@@ -105,6 +105,10 @@ def send(ctx: click.Context, account: str, from_: str, to: tuple[str, ...], cc: 
         store = _store(config)
         with store.write() as conn:
             acct = _account(conn, account)
+        from .domains import policy
+
+        policy.enforce(store, config.unverified_from, acct, [("from", new.from_addr)])
+        with store.write() as conn:
             [(email_id, _created)] = submit.submit(conn, acct, [new])
         with store.read() as conn:
             from .store import queries

@@ -56,6 +56,7 @@ class EmailSource:
     attachments: Sequence[tuple[str, str, bytes]] = ()
     unsubscribe: bool = False  # List-Unsubscribe + List-Unsubscribe-Post (RFC 2369, RFC 8058)
     feedback_id: str | None = None  # "SOURCE_TYPE:ACCOUNT:mailtrack", no personal data
+    account_id: int | None = None  # whose sending domains may sign it
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], attachments: Sequence[tuple[str, str, bytes]] = (),
@@ -69,7 +70,7 @@ class EmailSource:
             cc_header=row["cc_header"] or "", reply_to=row["reply_to"], text=row["text_body"],
             html=row["html_body"], headers=json.loads(row["headers_json"] or "{}"), tracking=bool(row["tracking"]),
             attachments=tuple(attachments), unsubscribe=bool(unsub),
-            feedback_id=feedback_id(row.get("account_id"), row.get("source_type")),
+            feedback_id=feedback_id(row.get("account_id"), row.get("source_type")), account_id=row.get("account_id"),
         )
 
 

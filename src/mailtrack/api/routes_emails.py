@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Connection
 
 from ..config import Config
+from ..domains import policy
 from ..errors import InputError
 from ..store import queries, submit
 from ..store.db import Store
@@ -78,6 +79,8 @@ async def post_email(
     acct: int = Depends(account_id), store: Store = Depends(get_store), config: Config = Depends(get_config),
 ) -> dict[str, Any]:
     new = to_new_email(body, config.max_message_size, idempotency_key=idempotency_key)
+    if config.unverified_from == "refuse":
+        await asyncio.to_thread(policy.enforce, store, config.unverified_from, acct, [("from", new.from_addr)])
     return (await _store_batch(request, store, acct, [new]))[0]
 
 
@@ -94,6 +97,9 @@ async def post_batch(
                      idempotency_key=f"{idempotency_key}:{i}" if idempotency_key else None)
         for i, e in enumerate(body.emails)
     ]
+    if config.unverified_from == "refuse":
+        await asyncio.to_thread(policy.enforce, store, config.unverified_from, acct,
+                                [(f"emails[{i}].from", n.from_addr) for i, n in enumerate(news)])
     return {"emails": await _store_batch(request, store, acct, news)}
 
 
@@ -116,7 +122,9 @@ def list_emails(
 @router.get("/emails/{email_id}", summary="One email: every recipient's status and the timeline")
 def get_email(email_id: str, acct: int = Depends(account_id), store: Store = Depends(get_store)) -> dict[str, Any]:
     with store.read() as conn:
-        return queries.get_email(conn, acct, email_id)
+        view = queries.get_email(conn, acct, email_id)
+    view.update(policy.authentication(view["from"], policy.CACHE.get(store, acct)))
+    return view
 
 
 @router.get("/recipients/{recipient_id}/events", summary="Every event of one recipient")

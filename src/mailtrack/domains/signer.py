@@ -24,6 +24,7 @@ log = logging.getLogger("mailtrack.domains")
 
 @dataclass(frozen=True)
 class Identity:
+    account_id: int
     domain: str
     selector: str
     key: rsa.RSAPrivateKey
@@ -60,7 +61,7 @@ class DkimSigner:
                     log.error("not signing for %s: %s", d.domain, e)
                     continue
             rp_ok = d.return_path and d.checks.get(f"CNAME {d.return_path}", {}).get("status") == dnscheck.OK
-            table[d.domain] = Identity(d.domain, active.selector, key, d.return_path if rp_ok else None)
+            table[d.domain] = Identity(d.account_id, d.domain, active.selector, key, d.return_path if rp_ok else None)
         self._table = table
 
     def _current(self) -> dict[str, Identity]:
@@ -84,7 +85,8 @@ class DkimSigner:
         for i in range(len(labels) - 1):
             hit = table.get(".".join(labels[i:]))
             if hit is not None:
-                return hit
+                # only the account that owns the domain signs as it; anyone else's mail goes out unsigned
+                return hit if hit.account_id == email.account_id else None
         return None
 
     def return_path(self, email: EmailSource) -> str | None:
