@@ -55,6 +55,10 @@ class Signer(Protocol):
 
     def return_path(self, email: EmailSource) -> str | None: ...
 
+    def sign_many(self, items: list[tuple[EmailSource, Outgoing]]) -> list[Outgoing]: ...
+
+    def close(self) -> None: ...
+
 
 def smtp_transport(config: Config, throttle: Throttle | None = None) -> TransportFactory:
     """The real transport: SMTP with reused connections under the configured caps and provider limits."""
@@ -96,6 +100,16 @@ class Pipeline:
     def prepare(self, email: EmailSource, c: dstore.Claimed) -> Outgoing:
         """compose, then sign."""
         return self.sign(email, self.compose(email, c))
+
+    def sign_batch(self, items: list[tuple[EmailSource, Outgoing]]) -> list[Outgoing]:
+        """``sign`` for many messages at once (signatures spread over processes when there are many)."""
+        if self.signer is None:
+            return [o for _, o in items]
+        return self.signer.sign_many(items)
+
+    def close(self) -> None:
+        if self.signer is not None:
+            self.signer.close()
 
     # --- route → send (on the event loop) ----------------------------------------------------
 

@@ -163,7 +163,7 @@ class Worker:
             with self.store.read() as conn:
                 loaded = dstore.load_emails(conn, missing)
         t0 = time.perf_counter()
-        jobs: list[tuple[dstore.Claimed, Outgoing]] = []
+        composed: list[tuple[dstore.Claimed, EmailSource, Outgoing]] = []
         failed: list[dstore.Finished] = []
         sources: dict[str, EmailSource] = {}
         for r in res.recipients:
@@ -178,10 +178,21 @@ class Worker:
                     if tpl is None:
                         raise LookupError(f"email {r.email_id} not found")
                     src = sources[r.email_id] = tpl.email
-                jobs.append((r, self.pipeline.prepare(src, r)))
+                composed.append((r, src, self.pipeline.compose(src, r)))
             except Exception as e:  # one bad email must not stop the others
                 log.exception("could not compose the message for recipient %s", r.id)
                 failed.append(self.pipeline.classify(r, f"could not build the message: {e}", now))
+        try:
+            signed = self.pipeline.sign_batch([(src, out) for _, src, out in composed])
+            jobs = [(r, out) for (r, _, _), out in zip(composed, signed, strict=True)]
+        except Exception:  # find the one that fails; the others still go
+            log.exception("signing a batch failed; signing one by one")
+            jobs = []
+            for r, src, out in composed:
+                try:
+                    jobs.append((r, self.pipeline.sign(src, out)))
+                except Exception as e:
+                    failed.append(self.pipeline.classify(r, f"could not sign the message: {e}", now))
         self.stats.compose_seconds += time.perf_counter() - t0
         self.stats.composed += len(jobs)
         return _Batch(jobs, failed, len(res.recipients) + res.rejected, res.rejected)
@@ -316,6 +327,7 @@ class Worker:
             s = self.stats
             log.info("delivery worker %s stopped: claimed %d, committed %d in %d commits, compose %.1f µs/msg",
                      self.owner, s.claimed, s.committed, s.commits, 1e6 * s.compose_seconds / max(s.composed, 1))
+            self.pipeline.close()
             self._done.set()
 
     def _release(self, ids: list[str]) -> None:

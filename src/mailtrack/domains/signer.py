@@ -18,6 +18,7 @@ from ..store import domains as dstore
 from ..store.db import Store
 from . import dnscheck, keys, sign
 from .names import from_domain
+from .signpool import SignPool, default_processes
 
 log = logging.getLogger("mailtrack.domains")
 
@@ -34,7 +35,8 @@ class Identity:
 class DkimSigner:
     """Signs with the active key of the From domain (or of its nearest registered parent)."""
 
-    def __init__(self, store: Store, config: Config, *, refresh: float = 30.0) -> None:
+    def __init__(self, store: Store, config: Config, *, refresh: float = 30.0, processes: int | None = None,
+                 pool_threshold: int = 16) -> None:
         self.store = store
         self.config = config
         self.refresh_every = refresh
@@ -43,6 +45,9 @@ class DkimSigner:
         self._next = 0.0
         self._lock = threading.Lock()
         self.signed = 0
+        n = default_processes() if processes is None else processes
+        self.pool = SignPool(n) if n > 0 else None
+        self.pool_threshold = pool_threshold
 
     def refresh(self) -> None:
         with self.store.read() as conn:
@@ -100,3 +105,27 @@ class DkimSigner:
         self.signed += 1
         return dataclasses.replace(out, data=sign.sign(out.data, domain=ident.domain, selector=ident.selector,
                                                        key=ident.key))
+
+    def sign_many(self, items: list[tuple[EmailSource, Outgoing]]) -> list[Outgoing]:
+        """``sign`` for a batch: messages of one identity are signed together, in the pool when it is big."""
+        out = [o for _, o in items]
+        groups: dict[tuple[int, str, str], tuple[Identity, list[int]]] = {}
+        for i, (email, _) in enumerate(items):
+            ident = self.identity(email)
+            if ident is not None:
+                groups.setdefault((ident.account_id, ident.domain, ident.selector), (ident, []))[1].append(i)
+        for ident, idx in groups.values():
+            data = [out[i].data for i in idx]
+            if self.pool is not None and len(data) >= self.pool_threshold:
+                headers = self.pool.sign(ident.domain, ident.selector, ident.key, data)
+            else:
+                headers = [sign.signature_header(d, domain=ident.domain, selector=ident.selector, key=ident.key)
+                           for d in data]
+            for i, h in zip(idx, headers, strict=True):
+                out[i] = dataclasses.replace(out[i], data=h + out[i].data)
+            self.signed += len(idx)
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
