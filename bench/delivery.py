@@ -41,10 +41,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from _common import BIN, REPO, create_key, database, env_for, free_port, serve
+from _common import BIN, REPO, SHARED, create_key, database, env_for, free_port, serve
 
 sys.path.insert(0, str(REPO / "src"))
-POSTFIX = REPO.parent / "shared" / "bench" / "postfix_baseline.sh"
+POSTFIX = SHARED / "bench" / "postfix_baseline.sh"  # MAILTRACK_SHARED_DIR, e.g. /work/shared from a worktree
 
 
 def email(i: int, size: int, realistic: bool = False) -> dict[str, Any]:

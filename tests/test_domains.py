@@ -214,3 +214,37 @@ def test_unverified_from_policy_and_authenticated_flag(any_store: Store, dns: tu
     src = EmailSource(id="e", from_addr="ops@acme.example", subject="s", account_id=1)
     assert signer.identity(src) is not None
     assert signer.identity(EmailSource(id="e", from_addr="ops@acme.example", subject="s", account_id=2)) is None
+
+
+def test_sending_domains_page(sqlite_store: Store, dns: tuple[Zone, str], tmp_path: Path) -> None:
+    import re
+
+    from tests.test_web_seed import PASSWORD, add_user
+
+    zone, resolver = dns
+    api = Api(sqlite_store, make_config(tmp_path, dns_resolver=resolver))
+    add_user(sqlite_store)
+    c = api.client
+
+    def csrf(html: str) -> str:
+        m = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert m, "no CSRF field"
+        return m.group(1)
+
+    login = c.get("/login")
+    assert c.post("/login", data={"email": "ops@acme.test", "password": PASSWORD, "csrf": csrf(login.text),
+                                  "next": "/sending-domains"}, follow_redirects=False).status_code == 303
+    page = c.get("/sending-domains")
+    assert page.status_code == 200 and "No sending domain yet" in page.text
+    r = c.post("/sending-domains", data={"domain": "<b>bad", "csrf": csrf(page.text)})
+    assert r.status_code == 422 and "is not a domain name" in r.text and "<b>bad" not in r.text
+    r = c.post("/sending-domains", data={"domain": "acme.example", "csrf": csrf(page.text)})
+    assert r.status_code == 200 and "Sending domain added" in r.text  # after the redirect
+    assert "_domainkey.acme.example" in r.text and 'data-copy="v-acme.example-1"' in r.text
+    assert "Not signing yet" in r.text and "unchecked" in r.text
+    shown = service.get(sqlite_store, api.config, "acme.example")
+    publish(zone, list(shown["records"]))  # type: ignore[arg-type]
+    r = c.post("/sending-domains/check", data={"domain": "acme.example", "csrf": csrf(r.text)})
+    assert r.status_code == 200 and "Signing with " in r.text and "status-ok" in r.text
+    assert "PRIVATE" not in r.text
+    assert c.post("/sending-domains/check", data={"domain": "acme.example"}).status_code == 403  # no CSRF token

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import admin, notes, pages
+from . import admin, domains, notes, pages
 from .auth import CsrfError, LoginRequired, Throttle
 from .render import HERE, SecurityHeaders, page
 
@@ -31,6 +31,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(admin.router)
     app.include_router(notes.router)
     app.include_router(notes.api_router)
+    app.include_router(domains.router)
 
 
 async def _login_required(request: Request, _exc: Exception) -> Response:
