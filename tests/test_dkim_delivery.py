@@ -108,3 +108,39 @@ async def test_signing_starts_when_the_record_checks_out(any_store: Store, dns: 
     forged = signed[0].data.replace(b"From: Acme Billing", b"From: Evil Billing")
     ok, _ = await asyncio.to_thread(verify, forged, resolver)
     assert not ok
+
+
+@needs_mail_dkim
+async def test_batch_signing_in_worker_processes_verifies(sqlite_store: Store, dns: tuple[Zone, str],
+                                                         tmp_path: Path) -> None:
+    from mailtrack.compose import Composer, EmailSource
+    from mailtrack.domains import service
+    from mailtrack.domains.signer import DkimSigner
+    from mailtrack.store import accounts
+
+    zone, resolver = dns
+    config = make_config(tmp_path, dns_resolver=resolver)
+    with sqlite_store.write() as conn:
+        acct = accounts.get_or_create_account(conn, "acme")
+    view = service.add(sqlite_store, config, acct, "acme.example")
+    for rec in view["records"]:
+        zone.set(rec["name"], rec["type"], rec["value"])
+    assert service.check(sqlite_store, config, "acme.example")["signing"]
+    signer = DkimSigner(sqlite_store, config, processes=1, pool_threshold=4)
+    composer = Composer(secret="s", bounce_domain="b.test", public_url="https://t.test")
+    src = EmailSource(id="e1", from_addr="Acme <billing@acme.example>", subject="Invoice", to_header="c@x.test",
+                      html=HTML, text="Invoice", tracking=True, unsubscribe=True, account_id=acct)
+    unsigned = EmailSource(id="e2", from_addr="other@elsewhere.example", subject="x", text="y", account_id=acct)
+    items = [(src, composer.compose(src, f"r{i:04d}", f"c{i}@x.test")) for i in range(12)]
+    items.insert(5, (unsigned, composer.compose(unsigned, "r9999", "z@x.test")))
+    try:
+        out = await asyncio.to_thread(signer.sign_many, items)
+    finally:
+        signer.close()
+    assert b"DKIM-Signature" not in out[5].data  # a From domain without a verified sending domain
+    signed = out[:5] + out[6:]
+    assert len({o.recipient_id for o in signed}) == 12
+    for o, (_, before) in zip(signed, items[:5] + items[6:], strict=True):
+        assert o.recipient_id == before.recipient_id and o.data.endswith(before.data)
+        ok, report = await asyncio.to_thread(verify, o.data, resolver)
+        assert ok, report
