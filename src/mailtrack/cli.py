@@ -202,6 +202,7 @@ def _register_optional() -> None:
         ("mailtrack.web.command", "user"),
         ("mailtrack.web.command", "demo"),
         ("mailtrack.webhooks.command", "webhook"),
+        ("mailtrack.cli_domains", "domain"),
     ):
         try:
             cmd = getattr(import_module(module), attr)

@@ -105,6 +105,10 @@ def send(ctx: click.Context, account: str, from_: str, to: tuple[str, ...], cc: 
         store = _store(config)
         with store.write() as conn:
             acct = _account(conn, account)
+        from .domains import policy
+
+        policy.enforce(store, config.unverified_from, acct, [("from", new.from_addr)])
+        with store.write() as conn:
             [(email_id, _created)] = submit.submit(conn, acct, [new])
         with store.read() as conn:
             from .store import queries
@@ -120,15 +124,21 @@ def send(ctx: click.Context, account: str, from_: str, to: tuple[str, ...], cc: 
 
 
 @click.command("status")
-@click.argument("email_id")
+@click.argument("email_id", required=False)
 @click.option("--account", help="Account name (default: the account the email belongs to).")
 @click.pass_context
-def status(ctx: click.Context, email_id: str, account: str | None) -> None:
+def status(ctx: click.Context, email_id: str | None, account: str | None) -> None:
     """Show every recipient of an email: delivery status, reason, opens and clicks.
+    Without EMAIL_ID: the delivery queue and the mail providers paused after a rate-limit reply.
 
     \b
     Symbols: ✓ sent  … spooled  ↻ deferred (will retry)  ✗ hard bounce  ! soft bounce  ⊘ rejected
     """
+    if email_id is None:
+        from .cli_overview import overview
+
+        overview(ctx)
+        return
     from .cli import _config, _store
     from .domain.status import LABELS
     from .store import queries

@@ -149,7 +149,42 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WEBHOOK_CONCURRENCY", "8", "Concurrent POSTs per webhook endpoint", _int),
     Setting("WEBHOOK_ALLOW_PRIVATE", "false",
             "Allow webhook URLs on loopback/private/link-local addresses (tests, single-host setups)", parse_bool),
+    # --- sending domains, DKIM, throttling (mailtrack.domains, delivery.throttle) ---
+    Setting("DNS_RESOLVER", "", "HOST:PORT of the DNS server for sending-domain checks (empty: the system resolver)"),
+    Setting("UNVERIFIED_FROM", "send",
+            "A From domain with no verified sending domain: 'send' (unsigned, marked not authenticated) "
+            "or 'refuse' (422 naming the domain)", lambda t: _choice(t, ("send", "refuse"))),
+    Setting("SPF_MECHANISM", "",
+            "The SPF mechanism that authorizes this server's IPs, e.g. 'ip4:203.0.113.7' (empty: a:BOUNCE_DOMAIN)"),
+    Setting("DKIM_RETIRE_AFTER", "7d", "After a rotation, how long the old DKIM selector stays published",
+            parse_duration),
+    Setting("UNSUBSCRIBE_EVENT_MESSAGES", "true",
+            "Event messages carry List-Unsubscribe (one-click) unless the email says otherwise; invoices, "
+            "task sheets and purchase orders never do by default", parse_bool),
+    Setting("THROTTLE", "",
+            "Per-provider limits GROUP=CONNECTIONS/MSG_PER_S, e.g. 'google=10/20, microsoft=5/10' "
+            "(groups: google, microsoft, yahoo, apple; empty: the documented defaults)",
+            lambda t: _throttle(t)),
+    Setting("THROTTLE_PAUSE", "1m",
+            "How long a provider is paused after a rate-limit reply (doubling on repeats, up to 1h)",
+            parse_duration),
+    Setting("DOMAIN_RECHECK", "1h", "How often the DNS records of every sending domain are checked again",
+            parse_duration),
 )
+
+
+def _throttle(text: str) -> str:
+    from .delivery.throttle import parse_limits
+
+    parse_limits(text)  # validate now; the worker parses it again
+    return text
+
+
+def _choice(text: str, allowed: tuple[str, ...]) -> str:
+    t = text.strip().lower()
+    if t not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+    return t
 
 
 def _size(text: str) -> int:
@@ -195,6 +230,14 @@ class Config:
     webhook_timeout: float
     webhook_concurrency: int
     webhook_allow_private: bool
+    dns_resolver: str
+    unverified_from: str
+    spf_mechanism: str
+    dkim_retire_after: float
+    domain_recheck: float
+    unsubscribe_event_messages: bool
+    throttle: str
+    throttle_pause: float
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():

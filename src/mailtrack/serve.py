@@ -66,6 +66,14 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         worker = Worker(config, store)
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
         stoppers.append(worker.stop)
+        from .domains.recheck import recheck_loop
+
+        recheck = asyncio.create_task(recheck_loop(config, store), name="domain-recheck")
+
+        async def stop_recheck() -> None:
+            recheck.cancel()
+
+        stoppers.append(stop_recheck)
     if "worker" in roles and config.webhooks:
         from .webhooks.dispatcher import Dispatcher
 

@@ -8,7 +8,6 @@ recipient without the secret.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 
@@ -17,8 +16,8 @@ _PAYLOAD = re.compile(r"[0-9a-z]{1,64}(?:-[0-9]{1,6})?")
 
 
 def _mac(secret: str, purpose: str, payload: str) -> str:
-    digest = hmac.new(secret.encode(), f"{purpose}:{payload}".encode(), hashlib.sha256)
-    return digest.hexdigest()[:_MAC_HEX]
+    # hmac.digest is the one-shot C path: cheaper than hmac.new (compose makes ~7 per message)
+    return hmac.digest(secret.encode(), f"{purpose}:{payload}".encode(), "sha256").hex()[:_MAC_HEX]
 
 
 def sign(secret: str, purpose: str, payload: str) -> str:
@@ -129,3 +128,12 @@ def mailtrack_id(secret: str, recipient_id: str) -> str:
 def recipient_from_mailtrack_id(secret: str, value: str) -> str | None:
     """Recipient id from a genuine ``X-Mailtrack-ID`` value, else None (a bare recipient id is not proof)."""
     return verify(secret, "mtid", value.strip().strip("<>"))
+
+
+def unsubscribe_token(secret: str, recipient_id: str) -> str:
+    return sign(secret, "unsubscribe", recipient_id)
+
+
+def parse_unsubscribe(secret: str, token: str) -> str | None:
+    """Recipient id of a genuine one-click unsubscribe token (URL or mailto local part), else None."""
+    return verify(secret, "unsubscribe", token)

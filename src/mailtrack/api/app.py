@@ -108,6 +108,10 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
     app.include_router(routes_webhooks.router)
     routes_webhooks.document(app)
     app.include_router(routes_keys.router)
+    from . import routes_domains, routes_unsubscribe
+
+    app.include_router(routes_domains.router)
+    app.include_router(routes_unsubscribe.router)
     for extra in _optional_routers():
         extra(app)
     return app

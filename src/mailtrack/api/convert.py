@@ -112,5 +112,6 @@ def to_new_email(body: EmailIn, max_size: int, prefix: str = "", idempotency_key
         attachments=files, headers=dict(body.headers), source_type=src.type if src else None,
         source_reference=src.reference if src else None, source_event=src.event if src else None,
         client=None if body.client is None else str(body.client), tracking=body.tracking,
+        unsubscribe=body.unsubscribe,
         metadata=dict(body.metadata), idempotency_key=body.idempotency_key or idempotency_key, size=size,
     )

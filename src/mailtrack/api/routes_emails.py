@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..config import Config
+from ..domains import policy
 from ..errors import Conflict, InputError
 from ..store import idempotency, queries, submit
 from ..store.db import Store
@@ -159,6 +160,8 @@ async def post_email(
     _check_recipients([body], "to")
     keyed = _keyed("emails", idempotency_key, body)
     new = to_new_email(body, config.max_message_size, public_url=config.public_url)
+    if config.unverified_from == "refuse":
+        await asyncio.to_thread(policy.enforce, store, config.unverified_from, acct, [("from", new.from_addr)])
     return (await _store_batch(request, store, acct, [new], keyed))[0]
 
 
@@ -179,6 +182,9 @@ async def post_batch(
 
     # a big batch is converted in a thread: the event loop keeps answering everyone else meanwhile
     news = await asyncio.to_thread(convert) if total > 200 or len(body.emails) > 20 else convert()
+    if config.unverified_from == "refuse":
+        await asyncio.to_thread(policy.enforce, store, config.unverified_from, acct,
+                                [(f"emails[{i}].from", n.from_addr) for i, n in enumerate(news)])
     return {"emails": await _store_batch(request, store, acct, news, keyed)}
 
 
@@ -201,7 +207,9 @@ def list_emails(
 @router.get("/emails/{email_id}", summary="One email: every recipient's status and the timeline")
 def get_email(email_id: str, acct: int = Depends(account_id), store: Store = Depends(get_store)) -> dict[str, Any]:
     with store.read() as conn:
-        return queries.get_email(conn, acct, email_id)
+        view = queries.get_email(conn, acct, email_id)
+    view.update(policy.authentication(view["from"], policy.CACHE.get(store, acct)))
+    return view
 
 
 @router.get("/recipients/{recipient_id}/events", summary="Every event of one recipient")

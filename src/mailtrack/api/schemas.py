@@ -38,6 +38,8 @@ class EmailIn(Strict):
     source: SourceIn | None = None
     client: str | int | None = Field(None, description="client id or external reference")
     tracking: bool | None = Field(None, description="true / false / null = inherit client and site")
+    unsubscribe: bool | None = Field(None, description="List-Unsubscribe + one-click (RFC 8058); null = the "
+                                     "default for the source type (on only for event messages)")
     metadata: dict[str, str] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, max_length=200, description="per email, inside a batch")
 

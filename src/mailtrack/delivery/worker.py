@@ -1,7 +1,7 @@
-"""The delivery worker: claim due recipients, compose, route, send, record — as a pipeline.
+"""The delivery worker: the concurrency around the pipeline's named steps (``pipeline.py``).
 
-    claim (thread: lease a batch, load + compose) → route per domain → Sender (SMTP, reused
-    connections) → results buffer → commit (thread: one transaction per batch of results)
+    claim (thread: lease a batch, load, compose + sign) → route per domain → transport (SMTP,
+    reused connections) → classify → results buffer → record (thread: one transaction per batch)
 
 Claiming runs ahead of sending up to ``max_inflight`` recipients; committing takes whatever has
 accumulated while the previous commit ran (group commit), so a slow fsync makes batches bigger
@@ -27,13 +27,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..compose import Composer, EmailSource, Outgoing
+from ..compose import EmailSource, Outgoing
 from ..config import Config
+from ..domains.signer import DkimSigner
 from ..store import delivery as dstore
+from ..store import pauses
 from ..store.db import Store
-from . import outcome
-from .routing import Resolver, Route, Router
-from .smtp import Job, Reply, Sender
+from .pipeline import Pipeline, Signer, Transport, TransportFactory, smtp_transport
+from .routing import Resolver, Route
+from .smtp import Job, Reply
+from .throttle import Pause, Throttle, parse_limits
 
 log = logging.getLogger("mailtrack.delivery")
 
@@ -63,7 +66,8 @@ class Worker:
 
     def __init__(self, config: Config, store: Store, *, owner: str | None = None, batch_size: int = 200,
                  max_inflight: int | None = None, poll_interval: float = 0.5, resolver: Resolver | None = None,
-                 lease: float | None = None) -> None:
+                 lease: float | None = None, transport: TransportFactory | None = None,
+                 signer: Signer | None = None) -> None:
         self.config = config
         self.store = store
         self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -71,10 +75,14 @@ class Worker:
         self.max_inflight = max_inflight or batch_size * 2
         self.poll_interval = poll_interval
         self.lease = lease if lease is not None else config.delivery_lease
-        self.composer = Composer(secret=config.secret_key, bounce_domain=config.bounce_domain,
-                                 public_url=config.public_url,
-                                 exclude_domains=getattr(config, "tracking_exclude_domains", ()))
-        self.router = Router(config, resolver)
+        self.pipeline = Pipeline(config, resolver=resolver,
+                                 signer=signer if signer is not None else DkimSigner(store, config))
+        self.composer = self.pipeline.composer
+        self.router = self.pipeline.router
+        self.throttle = Throttle(parse_limits(config.throttle), default_connections=config.max_connections_per_host,
+                                 pause=config.throttle_pause)
+        self.throttle.on_pause.append(self._paused)
+        self._transport_factory = transport or smtp_transport(config, self.throttle)
         self.stats = Stats()
         self._inflight: dict[str, dstore.Claimed] = {}
         self._results: list[dstore.Finished] = []
@@ -85,7 +93,7 @@ class Worker:
         self._last_commit = False  # set once nothing can produce results any more
         self._grace = 5.0
         self._done = asyncio.Event()
-        self._sender: Sender | None = None
+        self._sender: Transport | None = None
         self._routing: set[asyncio.Task[None]] = set()
 
     # --- control ---------------------------------------------------------------------------
@@ -115,10 +123,7 @@ class Worker:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._sender = Sender(on_reply=self._on_reply, timeout=self.config.smtp_timeout,
-                              helo=self.config.bounce_domain, max_connections=self.config.max_connections,
-                              max_per_host=self.config.max_connections_per_host,
-                              require_tls=self.config.require_tls)
+        self._sender = self._transport_factory(self._on_reply)
         committer = asyncio.create_task(self._commit_loop(), name="delivery-commit")
         heartbeat = asyncio.create_task(self._heartbeat(), name="delivery-lease")
         log.info("delivery worker %s started (batch %d, lease %.0fs)", self.owner, self.batch_size, self.lease)
@@ -158,7 +163,7 @@ class Worker:
             with self.store.read() as conn:
                 loaded = dstore.load_emails(conn, missing)
         t0 = time.perf_counter()
-        jobs: list[tuple[dstore.Claimed, Outgoing]] = []
+        composed: list[tuple[dstore.Claimed, EmailSource, Outgoing]] = []
         failed: list[dstore.Finished] = []
         sources: dict[str, EmailSource] = {}
         for r in res.recipients:
@@ -166,16 +171,28 @@ class Worker:
                 src = sources.get(r.email_id)
                 if src is None and r.email_id in loaded:
                     row, atts = loaded[r.email_id]
-                    src = sources[r.email_id] = EmailSource.from_row(row, atts)
+                    src = sources[r.email_id] = EmailSource.from_row(
+                        row, atts, unsubscribe_events=self.config.unsubscribe_event_messages)
                 if src is None:
                     tpl = self.composer.cached_template(r.email_id)
                     if tpl is None:
                         raise LookupError(f"email {r.email_id} not found")
                     src = sources[r.email_id] = tpl.email
-                jobs.append((r, self.composer.compose(src, r.id, r.address)))
+                composed.append((r, src, self.pipeline.compose(src, r)))
             except Exception as e:  # one bad email must not stop the others
                 log.exception("could not compose the message for recipient %s", r.id)
-                failed.append(outcome.from_error(r, f"could not build the message: {e}", self.config, now))
+                failed.append(self.pipeline.classify(r, f"could not build the message: {e}", now))
+        try:
+            signed = self.pipeline.sign_batch([(src, out) for _, src, out in composed])
+            jobs = [(r, out) for (r, _, _), out in zip(composed, signed, strict=True)]
+        except Exception:  # find the one that fails; the others still go
+            log.exception("signing a batch failed; signing one by one")
+            jobs = []
+            for r, src, out in composed:
+                try:
+                    jobs.append((r, self.pipeline.sign(src, out)))
+                except Exception as e:
+                    failed.append(self.pipeline.classify(r, f"could not sign the message: {e}", now))
         self.stats.compose_seconds += time.perf_counter() - t0
         self.stats.composed += len(jobs)
         return _Batch(jobs, failed, len(res.recipients) + res.rejected, res.rejected)
@@ -197,23 +214,29 @@ class Worker:
             task.add_done_callback(self._routing.discard)
 
     async def _route_and_send(self, domain: str, items: list[tuple[dstore.Claimed, Outgoing]]) -> None:
-        try:
-            route = await self.router.route(domain)
-        except Exception as e:  # a resolver bug: treat like a temporary DNS failure
-            log.exception("routing %s failed", domain)
-            from .routing import RouteFailure
-
-            route = RouteFailure("deferred", f"{domain}: routing failed ({e})")
+        route = await self.pipeline.route(domain)
         now = time.time()
         assert self._sender is not None
         for c, out in items:
             if isinstance(route, Route):
-                self._sender.submit(Job(out, route, c))
+                self.pipeline.send(self._sender, c, out, route)
             else:
-                self._add_result(outcome.from_route_failure(c, route, self.config, now))
+                self._add_result(self.pipeline.classify(c, route, now))
+
+    def _paused(self, pause: Pause) -> None:
+        """Record a provider pause for `mailtrack status` (best effort: the pause itself is in memory)."""
+        def save() -> None:
+            with self.store.write() as conn:
+                pauses.save(conn, pause.group, pause.until, pause.reason)
+
+        def done(f: asyncio.Future[None]) -> None:
+            if f.exception() is not None:
+                log.error("recording the pause of %s failed: %s", pause.group, f.exception())
+
+        asyncio.get_running_loop().run_in_executor(None, save).add_done_callback(done)
 
     def _on_reply(self, job: Job, reply: Reply) -> None:
-        self._add_result(outcome.from_reply(job.tag, reply, self.config, time.time()))
+        self._add_result(self.pipeline.classify(job.tag, reply, time.time()))
 
     def _add_result(self, f: dstore.Finished) -> None:
         self._results.append(f)
@@ -254,7 +277,7 @@ class Worker:
     def _commit(self, batch: list[dstore.Finished]) -> None:
         t0 = time.perf_counter()
         with self.store.write() as conn:
-            dstore.finish(conn, self.owner, batch)
+            self.pipeline.record(conn, self.owner, batch)
         took = time.perf_counter() - t0
         self.stats.commits += 1
         self.stats.commit_seconds += took
@@ -304,6 +327,7 @@ class Worker:
             s = self.stats
             log.info("delivery worker %s stopped: claimed %d, committed %d in %d commits, compose %.1f µs/msg",
                      self.owner, s.claimed, s.committed, s.commits, 1e6 * s.compose_seconds / max(s.composed, 1))
+            self.pipeline.close()
             self._done.set()
 
     def _release(self, ids: list[str]) -> None:

@@ -51,7 +51,7 @@ class EventType(StrEnum):
     COMPLAINED = "complained"
     AUTO_REPLY = "auto_reply"
     DELAY_NOTICE = "delay_notice"
-    UNSUBSCRIBED = "unsubscribed"
+    UNSUBSCRIBED = "unsubscribed"  # one-click (RFC 8058) or mailto List-Unsubscribe
 
 
 S = Status

@@ -25,33 +25,41 @@ NO_PROGRESS = "421 4.4.2 no message in time, closing"
 FEEDBACK_LOCALS = frozenset({"fbl", "abuse", "postmaster"})
 # The shape of a VERP local part: the token is checked later, so a forged one is kept (as an orphan).
 _VERP_LOCAL = re.compile(r"bounces\+[0-9a-z-]{1,200}")
+_UNSUB_LOCAL = re.compile(r"unsubscribe\+[0-9a-z-]{1,200}")
 
 Accept = Callable[[str, list[str], bytes], Awaitable[str]]
 
 
-def is_ours(address: str, bounce_domain: str) -> bool | None:
-    """True for a bounce/feedback address; False for another local part of the bounce domain; None elsewhere."""
+def is_ours(address: str, bounce_domain: str, return_paths: frozenset[str] = frozenset()) -> bool | None:
+    """True for a bounce/feedback/unsubscribe address; False for another local part of the bounce domain or a
+    sending domain's return-path host (where only VERP is ours); None elsewhere."""
     local, at, domain = address.strip().strip("<>").rpartition("@")
     if not at and domain.lower() == "postmaster":
         return True  # RFC 5321 §4.5.1: a bare <Postmaster> must be accepted
-    if not at or domain.lower().rstrip(".") != bounce_domain.lower():
-        return None
+    domain = domain.lower().rstrip(".")
     local = local.lower()
-    return local in FEEDBACK_LOCALS or _VERP_LOCAL.fullmatch(local) is not None
+    if at and domain in return_paths:
+        return _VERP_LOCAL.fullmatch(local) is not None
+    if not at or domain != bounce_domain.lower():
+        return None
+    return (local in FEEDBACK_LOCALS or _VERP_LOCAL.fullmatch(local) is not None
+            or _UNSUB_LOCAL.fullmatch(local) is not None)
 
 
 class InboundHandler:
     """Accepts only our bounce and feedback addresses; hands each message to ``accept`` for storage."""
 
-    def __init__(self, bounce_domain: str, accept: Accept, max_recipients: int) -> None:
+    def __init__(self, bounce_domain: str, accept: Accept, max_recipients: int,
+                 return_paths: Callable[[], frozenset[str]] = frozenset) -> None:
         self.bounce_domain = bounce_domain.lower().rstrip(".")
+        self.return_paths = return_paths
         self.accept = accept
         self.max_recipients = max_recipients
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        ours = is_ours(address, self.bounce_domain)
+        ours = is_ours(address, self.bounce_domain, self.return_paths())
         if ours is None:
             return RELAY_DENIED
         if not ours:

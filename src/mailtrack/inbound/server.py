@@ -17,6 +17,7 @@ from aiosmtpd.smtp import SMTP
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
+from ..domains.inbound import ReturnPathHosts, mailto_unsubscribe
 from ..store import inbound
 from ..store.db import Store
 from ..store.ids import now
@@ -130,7 +131,8 @@ class InboundServer:
         if session_log.level == logging.NOTSET:
             # aiosmtpd logs every SMTP command at INFO: far too much next to our own log
             session_log.setLevel(logging.WARNING)
-        smtp_handler = InboundHandler(self.config.bounce_domain, self._accept, self.limits.max_recipients)
+        smtp_handler = InboundHandler(self.config.bounce_domain, self._accept, self.limits.max_recipients,
+                                      return_paths=ReturnPathHosts(self.store))
         lim = self.limits
 
         def protocol() -> _InboundSMTP:
@@ -180,8 +182,8 @@ class InboundServer:
         if broken is not None:
             log.warning("inbound message from %r refused: %s limit", mail_from, broken)
             return _LIMIT_REPLIES[broken]
-        assert message_id is not None
-        self._enqueue(message_id)
+        if message_id is not None:
+            self._enqueue(message_id)
         return replies.QUEUED
 
     def _enqueue(self, message_id: int) -> None:
@@ -193,6 +195,8 @@ class InboundServer:
         broken = check(raw, self.limits)
         if broken is not None:
             return broken, None
+        if mailto_unsubscribe(self.store, self.config.secret_key, rcpt_tos):
+            return None, None  # List-Unsubscribe by mail: applied, nothing to parse
         with self.store.write() as conn:
             return None, inbound.save(conn, mail_from, rcpt_tos, raw)
 

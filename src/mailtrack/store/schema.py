@@ -97,6 +97,7 @@ emails = Table(
     Column("tracking_override", Boolean, nullable=True),
     Column("size", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("unsubscribe", Boolean, nullable=True),  # List-Unsubscribe; None = default for the source type
     UniqueConstraint("account_id", "idempotency_key", name="uq_emails_idempotency"),
     Index("ix_emails_account_created", "account_id", "created_at"),
     Index("ix_emails_source", "account_id", "source_reference", "created_at"),
@@ -285,4 +286,40 @@ idempotency_keys = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("email_ids", Text, nullable=False),  # JSON list, in request order
     Column("created_at", Float, nullable=False, index=True),
+)
+
+sending_domains = Table(
+    "sending_domains",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("domain", String(253), nullable=False, unique=True),  # lower-case, IDNA (A-labels)
+    Column("return_path", String(253), nullable=True),  # aligned VERP host, e.g. bounces.acme.example
+    Column("checks_json", Text, nullable=True),  # the last DNS check: record → status, detail
+    Column("checked_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("domain_id", ForeignKey("sending_domains.id"), nullable=False, index=True),
+    Column("selector", String(63), nullable=False),
+    Column("private_key", Text, nullable=False),  # encrypted with a key derived from SECRET_KEY
+    Column("public_key", Text, nullable=False),  # base64 SubjectPublicKeyInfo, the p= of the record
+    Column("state", String(16), nullable=False),  # pending, active, retiring
+    Column("created_at", Float, nullable=False),
+    Column("activated_at", Float, nullable=True),
+    Column("retire_at", Float, nullable=True),
+    UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_domain_selector"),
+)
+
+provider_pauses = Table(
+    "provider_pauses",
+    metadata,
+    Column("grp", String(255), primary_key=True),  # google, microsoft, … or a destination's MX host
+    Column("paused_until", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

@@ -42,6 +42,7 @@ class NewEmail:
     source_event: str | None = None
     client: str | None = None
     tracking: bool | None = None
+    unsubscribe: bool | None = None  # None: the default for the source type, decided at compose
     metadata: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     size: int = 0
@@ -110,6 +111,7 @@ def submit_described(
             "metadata_json": json.dumps(e.metadata), "source_type": e.source_type,
             "source_reference": e.source_reference, "source_event": e.source_event,
             "tracking": tracking, "tracking_override": e.tracking, "size": e.size, "created_at": t,
+            "unsubscribe": e.unsubscribe,
         })
         if tracking and e.html:
             link_rows += _tracked_links(eid, e.html)

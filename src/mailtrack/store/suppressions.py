@@ -13,7 +13,7 @@ from .chunked import chunks
 from .ids import now
 from .schema import suppressions
 
-SOURCES = ("manual", "hard_bounce", "complaint", "unsubscribed")
+SOURCES = ("manual", "hard_bounce", "complaint", "unsubscribe")
 
 
 def add(conn: Connection, account_id: int, address: str, reason: str, source: str) -> bool:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import admin, notes, pages, webhooks_page
+from . import admin, domains, notes, pages, webhooks_page
 from .auth import CsrfError, LoginRequired, Throttle
 from .render import HERE, SecurityHeaders, page
 
@@ -32,6 +32,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(notes.router)
     app.include_router(notes.api_router)
     app.include_router(webhooks_page.router)
+    app.include_router(domains.router)
 
 
 async def _login_required(request: Request, _exc: Exception) -> Response:
