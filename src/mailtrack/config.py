@@ -118,6 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DELIVERY_LEASE", "3m",
             "How long a worker holds the recipients it claimed; a crashed worker's are retried after this",
             parse_duration),
+    Setting("WORKER_HEARTBEAT", "5s",
+            "How often a delivery worker says it is alive and renews the leases of what it holds",
+            parse_duration),
+    Setting("WORKER_DEAD_AFTER", "15s",
+            "A worker whose heartbeat is this old is dead: its recipients are handed to the others",
+            parse_duration),
     Setting("MAX_CONNECTIONS", "100", "Concurrent outbound SMTP connections in total", _int),
     Setting("MAX_CONNECTIONS_PER_HOST", "10", "Concurrent outbound SMTP connections per destination",
             _int),
@@ -166,6 +172,8 @@ class Config:
     max_queue_age: float
     smtp_timeout: float
     delivery_lease: float
+    worker_heartbeat: float
+    worker_dead_after: float
     max_connections: int
     max_connections_per_host: int
     suppress_hard_bounces: bool

@@ -8,8 +8,11 @@ accumulated while the previous commit ran (group commit), so a slow fsync makes 
 instead of making the queue slower. Database and composition work runs in threads, never on the
 event loop that also serves HTTP.
 
-Crash safety: a recipient is leased while in flight (``MAILTRACK_DELIVERY_LEASE``). If the process
-dies, its leases expire and another worker (or the restarted one) sends those recipients. A
+Crash safety: a recipient is leased while in flight (``MAILTRACK_DELIVERY_LEASE``). The worker has a
+row in ``workers`` that its heartbeat keeps fresh while renewing those leases; when a process dies,
+a restart (same machine, or any start on SQLite) releases what it held at once, and on PostgreSQL
+another worker takes it over once the heartbeat is ``MAILTRACK_WORKER_DEAD_AFTER`` old (see
+``store/workers.py``); the lease's own expiry is only the last resort. A
 message goes out twice only when the process died after the remote server's 250 and before the
 batch holding that result was committed — at most the in-flight window.
 """
@@ -30,12 +33,14 @@ from typing import Any
 from ..compose import Composer, EmailSource, Outgoing
 from ..config import Config
 from ..store import delivery as dstore
+from ..store import workers as wstore
 from ..store.db import Store
 from . import outcome
 from .routing import Resolver, Route, Router
 from .smtp import Job, Reply, Sender
 
 log = logging.getLogger("mailtrack.delivery")
+_RUNNING: set[str] = set()  # owners of the workers running in this process: alive whatever their heartbeat
 
 
 @dataclass
@@ -87,6 +92,9 @@ class Worker:
         self._done = asyncio.Event()
         self._sender: Sender | None = None
         self._routing: set[asyncio.Task[None]] = set()
+        self.heartbeat_every = min(float(getattr(config, "worker_heartbeat", 5.0)), self.lease / 3)
+        self.dead_after = float(getattr(config, "worker_dead_after", 15.0))
+        self.last_beat: float | None = None  # time.time() of the last heartbeat written (readiness)
 
     # --- control ---------------------------------------------------------------------------
 
@@ -119,6 +127,11 @@ class Worker:
                               helo=self.config.bounce_domain, max_connections=self.config.max_connections,
                               max_per_host=self.config.max_connections_per_host,
                               require_tls=self.config.require_tls)
+        _RUNNING.add(self.owner)
+        try:
+            await asyncio.to_thread(self._beat, [], True)
+        except Exception:  # the heartbeat registers it later; the lease expiry still covers a dead peer
+            log.exception("registering worker %s failed", self.owner)
         committer = asyncio.create_task(self._commit_loop(), name="delivery-commit")
         heartbeat = asyncio.create_task(self._heartbeat(), name="delivery-lease")
         log.info("delivery worker %s started (batch %d, lease %.0fs)", self.owner, self.batch_size, self.lease)
@@ -261,20 +274,35 @@ class Worker:
         log.debug("committed %d results in %.1f ms (%d in flight)", len(batch), took * 1000, len(self._inflight))
 
     async def _heartbeat(self) -> None:
-        """Renew the leases of everything in flight, so a slow destination never lets them lapse."""
+        """Say this worker is alive, renew the leases of everything in flight (a slow destination never
+        lets them lapse) and release what dead workers hold."""
         while True:
-            await asyncio.sleep(self.lease / 3)
+            await asyncio.sleep(self.heartbeat_every)
             ids = list(self._inflight)
-            if not ids:
-                continue
             try:
-                await asyncio.to_thread(self._extend, ids)
+                await asyncio.to_thread(self._beat, ids)
             except Exception:
-                log.exception("renewing %d leases failed; will retry", len(ids))
+                log.exception("heartbeat (renewing %d leases) failed; will retry", len(ids))
 
-    def _extend(self, ids: list[str]) -> None:
+    def _beat(self, ids: list[str], starting: bool = False) -> None:
+        if self._stopping and not starting:
+            return  # shutting down: its row is about to go, it must not come back
+        now = time.time()
         with self.store.write() as conn:
-            dstore.extend(conn, self.owner, ids, time.time() + self.lease)
+            if starting:
+                wstore.register(conn, self.owner, now)
+            elif not wstore.beat(conn, self.owner, now):
+                log.warning("worker %s had been declared dead (no heartbeat for %.0fs); registered again",
+                            self.owner, self.dead_after)
+            if ids:
+                dstore.extend(conn, self.owner, ids, now + self.lease)
+            dead, released = wstore.reap(conn, now, self.dead_after, _RUNNING,
+                                         at_start_on_sqlite=starting and self.store.is_sqlite)
+        self.last_beat = now
+        if dead:
+            log.warning("released %d recipients held by %d dead worker(s): %s", released, len(dead),
+                        ", ".join(dead))
+            self.wake_threadsafe()
 
     # --- stopping --------------------------------------------------------------------------
 
@@ -298,13 +326,20 @@ class Worker:
                     self._inflight.clear()
                 except Exception:
                     log.exception("releasing %d recipients failed; their lease will expire", len(left))
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._unregister)
         finally:
+            _RUNNING.discard(self.owner)
             if not committer.done():
                 committer.cancel()
             s = self.stats
             log.info("delivery worker %s stopped: claimed %d, committed %d in %d commits, compose %.1f µs/msg",
                      self.owner, s.claimed, s.committed, s.commits, 1e6 * s.compose_seconds / max(s.composed, 1))
             self._done.set()
+
+    def _unregister(self) -> None:
+        with self.store.write() as conn:
+            wstore.unregister(conn, self.owner)
 
     def _release(self, ids: list[str]) -> None:
         with self.store.write() as conn:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -148,6 +149,9 @@ recipients = Table(
     Index("ix_recipients_due", "next_attempt_at"),
     Index("ix_recipients_account_status", "account_id", "status"),
     Index("ix_recipients_email_status", "email_id", "status"),
+    # what each worker holds, so a dead worker's recipients are found without a scan
+    Index("ix_recipients_lease_owner", "lease_owner", sqlite_where=text("lease_owner IS NOT NULL"),
+          postgresql_where=text("lease_owner IS NOT NULL")),
 )
 
 events = Table(
@@ -187,4 +191,17 @@ inbound_messages = Table(
     Column("kind", String(16), nullable=True),
     Column("recipient_id", String(32), nullable=True),
     Column("summary_json", Text, nullable=True),
+)
+
+# Delivery workers that are running (or died without saying so): the heartbeat keeps a row fresh and
+# renews the leases of what that worker holds; a stale row's recipients are released at once.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the lease_owner its claims carry
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("process_ns", String(128), nullable=True),  # boot id + pid namespace: where ``pid`` can be checked
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
 )

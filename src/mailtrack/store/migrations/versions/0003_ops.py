@@ -1,0 +1,33 @@
+"""Delivery workers with a heartbeat, and an index on what each one holds.
+
+Revision ID: 0003_ops
+Revises: 0002
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003_ops"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "workers",
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("process_ns", sa.String(128), nullable=True),
+        sa.Column("started_at", sa.Float(), nullable=False),
+        sa.Column("heartbeat_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_workers")),
+    )
+    op.create_index("ix_recipients_lease_owner", "recipients", ["lease_owner"],
+                    sqlite_where=sa.text("lease_owner IS NOT NULL"),
+                    postgresql_where=sa.text("lease_owner IS NOT NULL"))
+
+
+def downgrade() -> None:
+    op.drop_index("ix_recipients_lease_owner", "recipients")
+    op.drop_table("workers")
