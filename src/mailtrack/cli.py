@@ -151,6 +151,7 @@ def _register_optional() -> None:
         ("mailtrack.cli_mail", "status"),
         ("mailtrack.web.command", "user"),
         ("mailtrack.web.command", "demo"),
+        ("mailtrack.ops.command", "queue_group"),
     ):
         try:
             cmd = getattr(import_module(module), attr)

@@ -140,6 +140,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER", "true", "Run the delivery worker inside 'mailtrack serve'", parse_bool),
     Setting("INBOUND", "true", "Run the inbound SMTP server inside 'mailtrack serve'", parse_bool),
     Setting("LOG_LEVEL", "info", "debug, info, warning or error"),
+    Setting("LOG_FORMAT", "text", "text, or json: one JSON object per line with the request id and the "
+            "email/recipient ids where they apply"),
+    Setting("METRICS_TOKEN", "", "Bearer token GET /metrics requires (empty: open)", secret=True),
+    Setting("ADMIN_TOKEN", "", "Bearer token for the admin queue API /api/v1/admin/… (empty: that API is off)",
+            secret=True),
+    Setting("RETENTION", "180d", "Emails, recipients, events and hits older than this are purged "
+            "(daily, in small chunks; daily rollups are kept); 0 keeps everything", parse_duration),
     Setting("TRACKING_EXCLUDE_DOMAINS", "",
             "Comma-separated domains whose links are never rewritten for click tracking "
             "(subdomains included), e.g. 'portal.acme.test, bank.example'", parse_domains),
@@ -184,6 +191,10 @@ class Config:
     worker: bool
     inbound: bool
     log_level: str
+    log_format: str
+    metrics_token: str
+    admin_token: str
+    retention: float
     tracking_exclude_domains: tuple[str, ...]
 
     def __init__(self, values: Mapping[str, Any]) -> None:

@@ -46,6 +46,7 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
     tasks: list[asyncio.Task[Any]] = []
     stoppers: list[Any] = []
     worker = None
+    inbound = None
     if "worker" in roles:
         from .delivery.worker import Worker
 
@@ -62,6 +63,8 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
     server = None
     if "api" in roles:
         app = create_app(config, store, on_spooled=worker.wake_threadsafe if worker else None)
+        app.state.worker = worker  # for /readyz
+        app.state.inbound = inbound if "inbound" in roles else None
         host, port = config.http
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                access_log=False, lifespan="off"))

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..errors import MailtrackError
+from ..ops.routes import mount as mount_ops
 from ..store.db import Store
 from ..store.writer import GroupWriter
 
@@ -98,6 +99,7 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
     install_error_handlers(app)
     app.include_router(routes_emails.router)
     app.include_router(routes_admin.router)
+    mount_ops(app)  # /healthz, /readyz, /metrics, admin queue API
     for extra in _optional_routers():
         extra(app)
     return app

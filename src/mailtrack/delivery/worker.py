@@ -32,6 +32,7 @@ from typing import Any
 
 from ..compose import Composer, EmailSource, Outgoing
 from ..config import Config
+from ..ops import metrics
 from ..store import delivery as dstore
 from ..store import workers as wstore
 from ..store.db import Store
@@ -198,6 +199,8 @@ class Worker:
     def _dispatch(self, batch: _Batch) -> None:
         self.stats.claimed += batch.claimed
         self.stats.rejected += batch.rejected
+        if batch.rejected:
+            metrics.status_changed("rejected", batch.rejected)
         by_domain: dict[str, list[tuple[dstore.Claimed, Outgoing]]] = defaultdict(list)
         for c, out in batch.jobs:
             self._inflight[c.id] = c
@@ -253,7 +256,10 @@ class Worker:
                 continue
             soonest = None
             for f in batch:
-                self._inflight.pop(f.recipient_id, None)
+                held = self._inflight.pop(f.recipient_id, None)
+                metrics.status_changed(f.status.value)
+                if held is not None and f.attempts is not None:
+                    metrics.attempted(f.status.value, held.domain)
                 self.stats.by_status[f.status.value] += 1
                 if f.next_attempt_at is not None and (soonest is None or f.next_attempt_at < soonest):
                     soonest = f.next_attempt_at

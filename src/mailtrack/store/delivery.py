@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, select, update
 
 from ..domain.status import Status
 from . import suppressions
-from .schema import attachments, emails, recipients
+from .schema import attachments, emails, queue_holds, recipients
 from .transitions import Change, Outcome, record_batch
 
 _DUE = (Status.SPOOLED.value, Status.DEFERRED.value)
@@ -64,7 +64,8 @@ def claim(conn: Connection, owner: str, now: float, lease: float, limit: int) ->
     """Lease up to ``limit`` due recipients to ``owner``; suppressed ones are rejected on the spot."""
     due = (
         select(recipients.c.id)
-        .where(recipients.c.next_attempt_at <= now, recipients.c.status.in_(_DUE))
+        .where(recipients.c.next_attempt_at <= now, recipients.c.status.in_(_DUE),
+               recipients.c.domain.not_in(select(queue_holds.c.destination)))  # an operator's hold
         .order_by(recipients.c.next_attempt_at)
         .limit(limit)
     )

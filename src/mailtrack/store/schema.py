@@ -205,3 +205,12 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
 )
+
+# Destinations (recipient domains) an operator put on hold: nothing is claimed for them until released.
+queue_holds = Table(
+    "queue_holds",
+    metadata,
+    Column("destination", String(255), primary_key=True),
+    Column("held_at", Float, nullable=False),
+    Column("reason", Text, nullable=True),
+)

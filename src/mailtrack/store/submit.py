@@ -10,6 +10,7 @@ from sqlalchemy import Connection, insert, select
 
 from ..domain.status import Status
 from ..domain.tracking import resolve_tracking
+from ..ops import metrics
 from . import accounts as acc
 from .ids import new_id, now
 from .queries import email_view
@@ -144,6 +145,8 @@ def submit_described(
         if rcpt_rows:
             conn.execute(insert(recipients), rcpt_rows)
             conn.execute(insert(events), event_rows)
+    for row in email_rows:
+        metrics.submitted(row["source_type"], len(rcpts_of.get(row["id"], ())))
     by_id = {row["id"]: row for row in email_rows}
     return [
         (eid, created, email_view(by_id[eid], rcpts_of.get(eid, []), client_refs.get(eid)) if created else None)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cache
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from ..domain.status import Status
 from .schema import recipients, workers
@@ -102,14 +102,16 @@ def is_dead(w: Worker, now: float, dead_after: float, live_here: Collection[str]
 
 
 def release_held(conn: Connection, owners: Collection[str], now: float) -> int:
-    """Make what ``owners`` hold due at once; their rows go."""
+    """Make what ``owners`` hold due at once, in their old place in the queue; their rows go."""
     if not owners:
         return 0
     wanted = sorted(owners)
     res = conn.execute(
         update(recipients)
         .where(recipients.c.lease_owner.in_(wanted), recipients.c.status.in_(_DUE))
-        .values(lease_owner=None, lease_until=None, next_attempt_at=now)
+        # due since they were last queued (≤ now): they go out before mail queued after them
+        .values(lease_owner=None, lease_until=None, next_attempt_at=func.min(recipients.c.updated_at, now)
+                if conn.dialect.name == "sqlite" else func.least(recipients.c.updated_at, now))
     )
     conn.execute(delete(workers).where(workers.c.id.in_(wanted)))
     return int(res.rowcount or 0)

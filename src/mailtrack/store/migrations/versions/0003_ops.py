@@ -1,4 +1,4 @@
-"""Delivery workers with a heartbeat, and an index on what each one holds.
+"""Delivery workers with a heartbeat, an index on what each one holds, destinations on hold.
 
 Revision ID: 0003_ops
 Revises: 0002
@@ -23,6 +23,13 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workers")),
     )
+    op.create_table(
+        "queue_holds",
+        sa.Column("destination", sa.String(255), nullable=False),
+        sa.Column("held_at", sa.Float(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("destination", name=op.f("pk_queue_holds")),
+    )
     op.create_index("ix_recipients_lease_owner", "recipients", ["lease_owner"],
                     sqlite_where=sa.text("lease_owner IS NOT NULL"),
                     postgresql_where=sa.text("lease_owner IS NOT NULL"))
@@ -30,4 +37,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_recipients_lease_owner", "recipients")
+    op.drop_table("queue_holds")
     op.drop_table("workers")
