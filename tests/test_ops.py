@@ -175,3 +175,34 @@ def test_queue_cli(tmp_path: Path, monkeypatch: Any) -> None:
         assert {r["status"] for a, r in rows(store).items() if a.endswith("one.test")} == {"soft_bounce"}
     finally:
         store.dispose()
+
+
+def test_the_hit_writer_process_reports_into_the_same_metrics(any_store: Store, tmp_path: Path) -> None:
+    """Multiprocess mode: hits are counted in the separate hit-writer process and show in /metrics."""
+    import re
+
+    from mailtrack import tokens
+    from mailtrack.store import transitions
+
+    api = ops_api(any_store, tmp_path)
+    submit(api, "reader@one.test")
+    rid = rows(any_store)["reader@one.test"]["id"]
+    with any_store.write() as conn:
+        transitions.record(conn, transitions.Change(rid, "sent", at=time.time() - 3600))
+
+    def opened_humans() -> float:
+        text = api.client.get("/metrics").text
+        m = re.search(r'mailtrack_tracking_hits_total\{class="human",kind="opened"\} (\S+)', text)
+        return float(m.group(1)) if m else 0.0
+
+    from mailtrack.tracking.routes import warm_up
+
+    warm_up(api.app)  # the writer process runs before the hit (its start-up is not what this test is about)
+    before = opened_humans()
+    ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+    r = api.client.get(f"/o/{tokens.open_token('test-secret', rid)}.gif", headers={"User-Agent": ua})
+    assert r.status_code == 200
+    deadline = time.monotonic() + 30
+    while opened_humans() < before + 1:
+        assert time.monotonic() < deadline, "the writer's hit never showed in /metrics"
+        time.sleep(0.1)
