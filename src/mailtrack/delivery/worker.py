@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class Worker:
         self.heartbeat_every = min(float(getattr(config, "worker_heartbeat", 5.0)), self.lease / 3)
         self.dead_after = float(getattr(config, "worker_dead_after", 15.0))
         self.last_beat: float | None = None  # time.time() of the last heartbeat written (readiness)
+        self._beat_lock = threading.Lock()  # a heartbeat still running in its thread must not outlive the row
+        self._unregistered = False
 
     # --- control ---------------------------------------------------------------------------
 
@@ -291,8 +294,11 @@ class Worker:
                 log.exception("heartbeat (renewing %d leases) failed; will retry", len(ids))
 
     def _beat(self, ids: list[str], starting: bool = False) -> None:
-        if self._stopping and not starting:
-            return  # shutting down: its row is about to go, it must not come back
+        with self._beat_lock:
+            if not self._unregistered:  # once the row is gone at shutdown, it must not come back
+                self._beat_locked(ids, starting)
+
+    def _beat_locked(self, ids: list[str], starting: bool) -> None:
         now = time.time()
         with self.store.write() as conn:
             if starting:
@@ -344,8 +350,9 @@ class Worker:
             self._done.set()
 
     def _unregister(self) -> None:
-        with self.store.write() as conn:
+        with self._beat_lock, self.store.write() as conn:
             wstore.unregister(conn, self.owner)
+            self._unregistered = True
 
     def _release(self, ids: list[str]) -> None:
         with self.store.write() as conn:
