@@ -152,6 +152,8 @@ def _register_optional() -> None:
         ("mailtrack.web.command", "user"),
         ("mailtrack.web.command", "demo"),
         ("mailtrack.ops.command", "queue_group"),
+        ("mailtrack.ops.command", "backup_command"),
+        ("mailtrack.ops.command", "restore_command"),
     ):
         try:
             cmd = getattr(import_module(module), attr)

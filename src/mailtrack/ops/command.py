@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -130,3 +131,46 @@ def queue_drop(ctx: click.Context, recipient_id: str | None, destination: str | 
         dropped, busy = queue.drop(conn, sel, time.time())
     metrics.status_changed("soft_bounce", dropped)
     click.echo(f"dropped {dropped} recipients" + (f"; {busy} in flight were left to finish" if busy else ""))
+
+
+def _config(ctx: click.Context) -> Any:
+    from ..cli import _config
+
+    return _config(ctx)
+
+
+@click.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def backup_command(ctx: click.Context, file: Path) -> None:
+    """Copy the SQLite database to FILE while the service runs (SQLite's online backup)."""
+    from ..errors import ConfigError
+    from ..store import backup
+
+    try:
+        size, took, rev = backup.backup(_config(ctx).database_url, file)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"backed up to {file}: {size / 1e6:.1f} MB in {took:.1f} s (schema {rev})")
+
+
+@click.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Even when another process has the database open.")
+@click.pass_context
+def restore_command(ctx: click.Context, file: Path, force: bool) -> None:
+    """Replace the SQLite database with the backup FILE (stop the service first)."""
+    from ..errors import ConfigError
+    from ..store import backup
+
+    config = _config(ctx)
+    try:
+        path = backup.sqlite_path(config.database_url)
+        users = backup.open_elsewhere(path) if path.exists() and not force else []
+        if users:
+            raise click.ClickException(f"{path} is open in process {users[0]} (the service?): stop it first "
+                                       "(or --force)")
+        size, rev = backup.restore(config.database_url, file)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"restored {file} into {path}: {size / 1e6:.1f} MB (schema {rev}; newer migrations run at start)")
