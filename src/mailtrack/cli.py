@@ -154,6 +154,7 @@ def _register_optional() -> None:
         ("mailtrack.ops.command", "queue_group"),
         ("mailtrack.ops.command", "backup_command"),
         ("mailtrack.ops.command", "restore_command"),
+        ("mailtrack.ops.command", "purge_command"),
     ):
         try:
             cmd = getattr(import_module(module), attr)

@@ -53,6 +53,12 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         worker = Worker(config, store)
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
         stoppers.append(worker.stop)
+    if "worker" in roles and config.retention > 0:
+        from .ops.retention import DailyPurge
+
+        purger = DailyPurge(config, store)
+        tasks.append(asyncio.create_task(purger.run(), name="retention"))
+        stoppers.append(purger.stop)
     if "inbound" in roles:
         from .inbound.server import InboundServer
 

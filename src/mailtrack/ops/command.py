@@ -174,3 +174,33 @@ def restore_command(ctx: click.Context, file: Path, force: bool) -> None:
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"restored {file} into {path}: {size / 1e6:.1f} MB (schema {rev}; newer migrations run at start)")
+
+
+@click.command("purge")
+@click.option("--older-than", "older_than", help="Instead of MAILTRACK_RETENTION, e.g. 90d.")
+@click.option("--dry-run", is_flag=True, help="Only count what would go.")
+@click.pass_context
+def purge_command(ctx: click.Context, older_than: str | None, dry_run: bool) -> None:
+    """Purge emails (recipients, events, opens, clicks) older than the retention; daily rollups stay."""
+    from ..config import parse_duration
+    from ..store import retention
+
+    config = _config(ctx)
+    try:
+        age = parse_duration(older_than) if older_than else config.retention
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--older-than") from e
+    if age <= 0:
+        raise click.ClickException("retention is 0 (keep everything): name an age with --older-than")
+    cutoff = time.time() - age
+    store = _store(ctx)
+    since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(cutoff))
+    if dry_run:
+        with store.read() as conn:
+            n = retention.count(conn, cutoff)
+        click.echo(f"would purge {n.emails} emails, {n.recipients} recipients, {n.events} events "
+                   f"created before {since} UTC (nothing still queued)")
+        return
+    got = retention.purge(store, cutoff)
+    click.echo(f"purged {got.emails} emails, {got.recipients} recipients, {got.events} events "
+               f"created before {since} UTC in {got.seconds:.1f} s; daily rollups kept")

@@ -214,3 +214,17 @@ queue_holds = Table(
     Column("held_at", Float, nullable=False),
     Column("reason", Text, nullable=True),
 )
+
+# What purged rows counted, per UTC day: statistics over long periods survive the retention purge.
+daily_rollups = Table(
+    "daily_rollups",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD (UTC)
+    Column("account_id", Integer, primary_key=True),
+    Column("kind", String(8), primary_key=True),  # "event" (events by type) or "status" (recipients by status)
+    Column("name", String(16), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# the retention purge walks emails oldest first
+Index("ix_emails_created", emails.c.created_at)

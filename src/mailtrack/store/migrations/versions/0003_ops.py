@@ -1,4 +1,4 @@
-"""Delivery workers with a heartbeat, an index on what each one holds, destinations on hold.
+"""Operations: workers with a heartbeat, an index on what each holds, destinations on hold, daily rollups.
 
 Revision ID: 0003_ops
 Revises: 0002
@@ -30,6 +30,16 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("destination", name=op.f("pk_queue_holds")),
     )
+    op.create_table(
+        "daily_rollups",
+        sa.Column("day", sa.String(10), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("name", sa.String(16), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "account_id", "kind", "name", name=op.f("pk_daily_rollups")),
+    )
+    op.create_index("ix_emails_created", "emails", ["created_at"])
     op.create_index("ix_recipients_lease_owner", "recipients", ["lease_owner"],
                     sqlite_where=sa.text("lease_owner IS NOT NULL"),
                     postgresql_where=sa.text("lease_owner IS NOT NULL"))
@@ -37,5 +47,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_recipients_lease_owner", "recipients")
+    op.drop_index("ix_emails_created", "emails")
+    op.drop_table("daily_rollups")
     op.drop_table("queue_holds")
     op.drop_table("workers")
