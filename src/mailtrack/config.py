@@ -141,7 +141,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INBOUND", "true", "Run the inbound SMTP server inside 'mailtrack serve'", parse_bool),
     Setting("LOG_LEVEL", "info", "debug, info, warning or error"),
     Setting("LOG_FORMAT", "text", "text, or json: one JSON object per line with the request id and the "
-            "email/recipient ids where they apply"),
+            "email/recipient ids where they apply", lambda t: _one_of(t, ("text", "json"))),
     Setting("METRICS_TOKEN", "", "Bearer token GET /metrics requires (empty: open)", secret=True),
     Setting("ADMIN_TOKEN", "", "Bearer token for the admin queue API /api/v1/admin/… (empty: that API is off)",
             secret=True),
@@ -151,6 +151,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated domains whose links are never rewritten for click tracking "
             "(subdomains included), e.g. 'portal.acme.test, bank.example'", parse_domains),
 )
+
+
+def _one_of(text: str, choices: tuple[str, ...]) -> str:
+    t = text.strip().lower()
+    if t not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+    return t
 
 
 def _size(text: str) -> int:

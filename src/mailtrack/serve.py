@@ -31,12 +31,15 @@ async def _warm_up(app: Any) -> None:
         log.exception("could not start the tracking writer ahead of time")
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, log_format: str = "text") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # start-up noise
+    from .ops.logs import configure
+
+    configure(log_format)  # request ids on records; JSON lines when asked
 
 
 async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None = None,

@@ -189,5 +189,8 @@ def drop(body: Target, store: Store = Depends(require_admin)) -> dict[str, Any]:
 
 
 def mount(app: FastAPI) -> None:
+    from .logs import RequestIds
+
     app.include_router(public)
     app.include_router(admin)
+    app.add_middleware(RequestIds)
