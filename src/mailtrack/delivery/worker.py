@@ -27,7 +27,7 @@ import secrets
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,8 @@ class Worker:
         self._done = asyncio.Event()
         self._sender: Sender | None = None
         self._routing: set[asyncio.Task[None]] = set()
+        # retries in flight per destination, at most: the rest of the window stays for other destinations
+        self.retry_cap = max(self.max_inflight // 4, self.config.max_connections_per_host * 2, 1)
         self.heartbeat_every = min(float(getattr(config, "worker_heartbeat", 5.0)), self.lease / 3)
         self.dead_after = float(getattr(config, "worker_dead_after", 15.0))
         self.last_beat: float | None = None  # time.time() of the last heartbeat written (readiness)
@@ -145,8 +147,9 @@ class Worker:
                 if room < min(self.batch_size, self.max_inflight) // 2:
                     await self._sleep(self.poll_interval)
                     continue
+                retrying = Counter(c.domain for c in self._inflight.values() if c.attempts > 0)
                 try:
-                    batch = await asyncio.to_thread(self._claim, min(room, self.batch_size))
+                    batch = await asyncio.to_thread(self._claim, min(room, self.batch_size), retrying)
                 except Exception:
                     log.exception("claiming recipients failed; retrying")
                     await self._sleep(self.poll_interval)
@@ -165,10 +168,22 @@ class Worker:
 
     # --- claiming and composing (in a thread) ----------------------------------------------
 
-    def _claim(self, limit: int) -> _Batch:
+    def _claim(self, limit: int, retrying: Counter[str] | None = None) -> _Batch:
         now = time.time()
+        retrying = Counter(retrying or ())
         with self.store.write() as conn:
-            res = dstore.claim(conn, self.owner, now, self.lease, limit)
+            full = {d for d, n in retrying.items() if n >= self.retry_cap}
+            res = dstore.claim(conn, self.owner, now, self.lease, limit, full)
+            excess = []
+            for r in res.recipients:
+                if r.attempts > 0:
+                    retrying[r.domain] += 1
+                    if retrying[r.domain] > self.retry_cap:
+                        excess.append(r.id)
+            if excess:  # due again at once, for when this destination has room (or for another worker)
+                dstore.release(conn, self.owner, excess, now)
+                gone = set(excess)
+                res.recipients = [r for r in res.recipients if r.id not in gone]
         missing = {r.email_id for r in res.recipients if not self.composer.cached(r.email_id)}
         loaded: dict[str, Any] = {}
         if missing:
