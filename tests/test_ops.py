@@ -99,6 +99,7 @@ def test_metrics_need_the_token_and_show_the_queue(any_store: Store, tmp_path: P
 def test_admin_queue_api_is_off_without_a_token_and_checks_it(any_store: Store, tmp_path: Path) -> None:
     off = Api(any_store, make_config(tmp_path))
     assert off.client.get("/api/v1/admin/queue", headers=ADMIN).status_code == 403
+    assert off.client.get("/api/v1/admin/queue").status_code == 401
     on = ops_api(any_store, tmp_path)
     assert on.client.get("/api/v1/admin/queue").status_code == 401
     assert on.client.get("/api/v1/admin/queue", headers={"Authorization": f"Bearer {on.key}"}).status_code == 401

@@ -115,10 +115,14 @@ async def metrics(request: Request) -> Response:
 async def require_admin(request: Request) -> Store:
     """The store, for a caller holding the admin token."""
     wanted = getattr(request.app.state.config, "admin_token", "")
+    given = _bearer(request)
+    if not given:
+        raise AuthError("missing admin API key: send 'Authorization: Bearer MAILTRACK_ADMIN_TOKEN'"
+                        + ("" if wanted else " (the admin API is off until that is set)"))
     if not wanted:
         raise Forbidden("the admin API is off: set MAILTRACK_ADMIN_TOKEN to use it")
-    if not _token_ok(_bearer(request), wanted):
-        raise AuthError("admin API: send 'Authorization: Bearer MAILTRACK_ADMIN_TOKEN'")
+    if not _token_ok(given, wanted):
+        raise AuthError("wrong admin API key: send 'Authorization: Bearer MAILTRACK_ADMIN_TOKEN'")
     store: Store = request.app.state.store
     return store
 
