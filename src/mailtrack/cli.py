@@ -53,7 +53,7 @@ def serve(ctx: click.Context, roles: tuple[str, ...]) -> None:
     from .serve import run_roles, setup_logging
 
     config = _config(ctx)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     if not roles:
         roles = ("api",) + (("worker",) if config.worker else ()) + (("inbound",) if config.inbound else ())
     store = _store(config)
@@ -87,7 +87,7 @@ def worker(ctx: click.Context) -> None:
     from .serve import run_roles, setup_logging
 
     config = _config(ctx)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     _run_loop(run_roles(config, ("worker",), _store(config)))
 
 
@@ -98,7 +98,7 @@ def inbound(ctx: click.Context) -> None:
     from .serve import run_roles, setup_logging
 
     config = _config(ctx)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     _run_loop(run_roles(config, ("inbound",), _store(config)))
 
 
@@ -203,6 +203,10 @@ def _register_optional() -> None:
         ("mailtrack.web.command", "demo"),
         ("mailtrack.webhooks.command", "webhook"),
         ("mailtrack.cli_domains", "domain"),
+        ("mailtrack.ops.command", "queue_group"),
+        ("mailtrack.ops.command", "backup_command"),
+        ("mailtrack.ops.command", "restore_command"),
+        ("mailtrack.ops.command", "purge_command"),
     ):
         try:
             cmd = getattr(import_module(module), attr)

@@ -118,6 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DELIVERY_LEASE", "3m",
             "How long a worker holds the recipients it claimed; a crashed worker's are retried after this",
             parse_duration),
+    Setting("WORKER_HEARTBEAT", "5s",
+            "How often a delivery worker says it is alive and renews the leases of what it holds",
+            parse_duration),
+    Setting("WORKER_DEAD_AFTER", "15s",
+            "A worker whose heartbeat is this old is dead: its recipients are handed to the others",
+            parse_duration),
     Setting("MAX_CONNECTIONS", "100", "Concurrent outbound SMTP connections in total", _int),
     Setting("MAX_CONNECTIONS_PER_HOST", "10", "Concurrent outbound SMTP connections per destination",
             _int),
@@ -134,6 +140,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER", "true", "Run the delivery worker inside 'mailtrack serve'", parse_bool),
     Setting("INBOUND", "true", "Run the inbound SMTP server inside 'mailtrack serve'", parse_bool),
     Setting("LOG_LEVEL", "info", "debug, info, warning or error"),
+    Setting("LOG_FORMAT", "text", "text, or json: one JSON object per line with the request id and the "
+            "email/recipient ids where they apply", lambda t: _one_of(t, ("text", "json"))),
+    Setting("METRICS_TOKEN", "", "Bearer token GET /metrics requires (empty: open)", secret=True),
+    Setting("ADMIN_TOKEN", "", "Bearer token for the admin queue API /api/v1/admin/… (empty: that API is off)",
+            secret=True),
+    Setting("RETENTION", "180d", "Emails, recipients, events and hits older than this are purged "
+            "(daily, in small chunks; daily rollups are kept); 0 keeps everything", parse_duration),
     Setting("TRACKING_EXCLUDE_DOMAINS", "",
             "Comma-separated domains whose links are never rewritten for click tracking "
             "(subdomains included), e.g. 'portal.acme.test, bank.example'", parse_domains),
@@ -187,6 +200,13 @@ def _choice(text: str, allowed: tuple[str, ...]) -> str:
     return t
 
 
+def _one_of(text: str, choices: tuple[str, ...]) -> str:
+    t = text.strip().lower()
+    if t not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+    return t
+
+
 def _size(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+)\s*(B|KB|MB|GB)?\s*", text, re.IGNORECASE)
     if not m:
@@ -213,6 +233,8 @@ class Config:
     max_queue_age: float
     smtp_timeout: float
     delivery_lease: float
+    worker_heartbeat: float
+    worker_dead_after: float
     max_connections: int
     max_connections_per_host: int
     suppress_hard_bounces: bool
@@ -223,6 +245,10 @@ class Config:
     worker: bool
     inbound: bool
     log_level: str
+    log_format: str
+    metrics_token: str
+    admin_token: str
+    retention: float
     tracking_exclude_domains: tuple[str, ...]
     webhooks: bool
     webhook_retry_schedule: tuple[float, ...]

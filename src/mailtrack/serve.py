@@ -45,12 +45,15 @@ async def _serve_http(server: uvicorn.Server) -> None:
         raise SystemExit(f"HTTP server could not start on {server.config.host}:{server.config.port} (see above)")
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, log_format: str = "text") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # start-up noise
+    from .ops.logs import configure
+
+    configure(log_format)  # request ids on records; JSON lines when asked
 
 
 async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None = None,
@@ -60,6 +63,7 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
     tasks: list[asyncio.Task[Any]] = []
     stoppers: list[Any] = []
     worker = None
+    inbound = None
     if "worker" in roles:
         from .delivery.worker import Worker
 
@@ -80,6 +84,12 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         dispatcher = Dispatcher(config, store)
         tasks.append(asyncio.create_task(dispatcher.run(), name="webhooks"))
         stoppers.append(dispatcher.stop)
+    if "worker" in roles and config.retention > 0:
+        from .ops.retention import DailyPurge
+
+        purger = DailyPurge(config, store)
+        tasks.append(asyncio.create_task(purger.run(), name="retention"))
+        stoppers.append(purger.stop)
     if "inbound" in roles:
         from .inbound.server import InboundServer
 
@@ -90,6 +100,8 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
     server = None
     if "api" in roles:
         app = create_app(config, store, on_spooled=worker.wake_threadsafe if worker else None)
+        app.state.worker = worker  # for /readyz
+        app.state.inbound = inbound if "inbound" in roles else None
         host, port = config.http
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                access_log=False, lifespan="off"))

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..errors import MailtrackError
+from ..ops.routes import mount as mount_ops
 from ..store.db import Store
 from ..store.writer import GroupWriter
 
@@ -112,6 +113,7 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
 
     app.include_router(routes_domains.router)
     app.include_router(routes_unsubscribe.router)
+    mount_ops(app)  # /healthz, /readyz, /metrics, admin queue API
     for extra in _optional_routers():
         extra(app)
     return app

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ import aiosmtplib
 from aiosmtplib import SMTPResponseException
 
 from ..compose import Outgoing
+from ..ops import metrics
 from .routing import Route
 from .throttle import Throttle, group_of
 
@@ -187,9 +189,11 @@ class Sender:
                             return
                         dest.connected += 1
                     broken = True
+                    t0 = time.monotonic()
                     try:
                         reply = await self._send(smtp, host, job.out)
                         broken = False
+                        metrics.SMTP_SECONDS.observe(time.monotonic() - t0)
                     except _Broken as e:
                         reply = e.reply
                     except Exception as e:  # a bug: still answer the job, and start a fresh connection

@@ -8,8 +8,11 @@ accumulated while the previous commit ran (group commit), so a slow fsync makes 
 instead of making the queue slower. Database and composition work runs in threads, never on the
 event loop that also serves HTTP.
 
-Crash safety: a recipient is leased while in flight (``MAILTRACK_DELIVERY_LEASE``). If the process
-dies, its leases expire and another worker (or the restarted one) sends those recipients. A
+Crash safety: a recipient is leased while in flight (``MAILTRACK_DELIVERY_LEASE``). The worker has a
+row in ``workers`` that its heartbeat keeps fresh while renewing those leases; when a process dies,
+a restart (same machine, or any start on SQLite) releases what it held at once, and on PostgreSQL
+another worker takes it over once the heartbeat is ``MAILTRACK_WORKER_DEAD_AFTER`` old (see
+``store/workers.py``); the lease's own expiry is only the last resort. A
 message goes out twice only when the process died after the remote server's 250 and before the
 batch holding that result was committed — at most the in-flight window.
 """
@@ -22,16 +25,19 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..compose import EmailSource, Outgoing
 from ..config import Config
 from ..domains.signer import DkimSigner
+from ..ops import metrics
 from ..store import delivery as dstore
 from ..store import pauses
+from ..store import workers as wstore
 from ..store.db import Store
 from .pipeline import Pipeline, Signer, Transport, TransportFactory, smtp_transport
 from .routing import Resolver, Route
@@ -39,6 +45,7 @@ from .smtp import Job, Reply
 from .throttle import Pause, Throttle, parse_limits
 
 log = logging.getLogger("mailtrack.delivery")
+_RUNNING: set[str] = set()  # owners of the workers running in this process: alive whatever their heartbeat
 
 
 @dataclass
@@ -95,6 +102,13 @@ class Worker:
         self._done = asyncio.Event()
         self._sender: Transport | None = None
         self._routing: set[asyncio.Task[None]] = set()
+        # retries in flight per destination, at most: the rest of the window stays for other destinations
+        self.retry_cap = max(self.max_inflight // 4, self.config.max_connections_per_host * 2, 1)
+        self.heartbeat_every = min(float(getattr(config, "worker_heartbeat", 5.0)), self.lease / 3)
+        self.dead_after = float(getattr(config, "worker_dead_after", 15.0))
+        self.last_beat: float | None = None  # time.time() of the last heartbeat written (readiness)
+        self._beat_lock = threading.Lock()  # a heartbeat still running in its thread must not outlive the row
+        self._unregistered = False
 
     # --- control ---------------------------------------------------------------------------
 
@@ -124,6 +138,11 @@ class Worker:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._sender = self._transport_factory(self._on_reply)
+        _RUNNING.add(self.owner)
+        try:
+            await asyncio.to_thread(self._beat, [], True)
+        except Exception:  # the heartbeat registers it later; the lease expiry still covers a dead peer
+            log.exception("registering worker %s failed", self.owner)
         committer = asyncio.create_task(self._commit_loop(), name="delivery-commit")
         heartbeat = asyncio.create_task(self._heartbeat(), name="delivery-lease")
         log.info("delivery worker %s started (batch %d, lease %.0fs)", self.owner, self.batch_size, self.lease)
@@ -133,8 +152,9 @@ class Worker:
                 if room < min(self.batch_size, self.max_inflight) // 2:
                     await self._sleep(self.poll_interval)
                     continue
+                retrying = Counter(c.domain for c in self._inflight.values() if c.attempts > 0)
                 try:
-                    batch = await asyncio.to_thread(self._claim, min(room, self.batch_size))
+                    batch = await asyncio.to_thread(self._claim, min(room, self.batch_size), retrying)
                 except Exception:
                     log.exception("claiming recipients failed; retrying")
                     await self._sleep(self.poll_interval)
@@ -153,10 +173,22 @@ class Worker:
 
     # --- claiming and composing (in a thread) ----------------------------------------------
 
-    def _claim(self, limit: int) -> _Batch:
+    def _claim(self, limit: int, retrying: Counter[str] | None = None) -> _Batch:
         now = time.time()
+        retrying = Counter(retrying or ())
         with self.store.write() as conn:
-            res = dstore.claim(conn, self.owner, now, self.lease, limit)
+            full = {d for d, n in retrying.items() if n >= self.retry_cap}
+            res = dstore.claim(conn, self.owner, now, self.lease, limit, full)
+            excess = []
+            for r in res.recipients:
+                if r.attempts > 0:
+                    retrying[r.domain] += 1
+                    if retrying[r.domain] > self.retry_cap:
+                        excess.append(r.id)
+            if excess:  # due again at once, for when this destination has room (or for another worker)
+                dstore.release(conn, self.owner, excess, now)
+                gone = set(excess)
+                res.recipients = [r for r in res.recipients if r.id not in gone]
         missing = {r.email_id for r in res.recipients if not self.composer.cached(r.email_id)}
         loaded: dict[str, Any] = {}
         if missing:
@@ -202,6 +234,8 @@ class Worker:
     def _dispatch(self, batch: _Batch) -> None:
         self.stats.claimed += batch.claimed
         self.stats.rejected += batch.rejected
+        if batch.rejected:
+            metrics.status_changed("rejected", batch.rejected)
         by_domain: dict[str, list[tuple[dstore.Claimed, Outgoing]]] = defaultdict(list)
         for c, out in batch.jobs:
             self._inflight[c.id] = c
@@ -263,7 +297,10 @@ class Worker:
                 continue
             soonest = None
             for f in batch:
-                self._inflight.pop(f.recipient_id, None)
+                held = self._inflight.pop(f.recipient_id, None)
+                metrics.status_changed(f.status.value)
+                if held is not None and f.attempts is not None:
+                    metrics.attempted(f.status.value, held.domain)
                 self.stats.by_status[f.status.value] += 1
                 if f.next_attempt_at is not None and (soonest is None or f.next_attempt_at < soonest):
                     soonest = f.next_attempt_at
@@ -284,20 +321,38 @@ class Worker:
         log.debug("committed %d results in %.1f ms (%d in flight)", len(batch), took * 1000, len(self._inflight))
 
     async def _heartbeat(self) -> None:
-        """Renew the leases of everything in flight, so a slow destination never lets them lapse."""
+        """Say this worker is alive, renew the leases of everything in flight (a slow destination never
+        lets them lapse) and release what dead workers hold."""
         while True:
-            await asyncio.sleep(self.lease / 3)
+            await asyncio.sleep(self.heartbeat_every)
             ids = list(self._inflight)
-            if not ids:
-                continue
             try:
-                await asyncio.to_thread(self._extend, ids)
+                await asyncio.to_thread(self._beat, ids)
             except Exception:
-                log.exception("renewing %d leases failed; will retry", len(ids))
+                log.exception("heartbeat (renewing %d leases) failed; will retry", len(ids))
 
-    def _extend(self, ids: list[str]) -> None:
+    def _beat(self, ids: list[str], starting: bool = False) -> None:
+        with self._beat_lock:
+            if not self._unregistered:  # once the row is gone at shutdown, it must not come back
+                self._beat_locked(ids, starting)
+
+    def _beat_locked(self, ids: list[str], starting: bool) -> None:
+        now = time.time()
         with self.store.write() as conn:
-            dstore.extend(conn, self.owner, ids, time.time() + self.lease)
+            if starting:
+                wstore.register(conn, self.owner, now)
+            elif not wstore.beat(conn, self.owner, now):
+                log.warning("worker %s had been declared dead (no heartbeat for %.0fs); registered again",
+                            self.owner, self.dead_after)
+            if ids:
+                dstore.extend(conn, self.owner, ids, now + self.lease)
+            dead, released = wstore.reap(conn, now, self.dead_after, _RUNNING,
+                                         at_start_on_sqlite=starting and self.store.is_sqlite)
+        self.last_beat = now
+        if dead:
+            log.warning("released %d recipients held by %d dead worker(s): %s", released, len(dead),
+                        ", ".join(dead))
+            self.wake_threadsafe()
 
     # --- stopping --------------------------------------------------------------------------
 
@@ -321,7 +376,10 @@ class Worker:
                     self._inflight.clear()
                 except Exception:
                     log.exception("releasing %d recipients failed; their lease will expire", len(left))
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._unregister)
         finally:
+            _RUNNING.discard(self.owner)
             if not committer.done():
                 committer.cancel()
             s = self.stats
@@ -329,6 +387,11 @@ class Worker:
                      self.owner, s.claimed, s.committed, s.commits, 1e6 * s.compose_seconds / max(s.composed, 1))
             self.pipeline.close()
             self._done.set()
+
+    def _unregister(self) -> None:
+        with self._beat_lock, self.store.write() as conn:
+            wstore.unregister(conn, self.owner)
+            self._unregistered = True
 
     def _release(self, ids: list[str]) -> None:
         with self.store.write() as conn:

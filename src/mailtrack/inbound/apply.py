@@ -28,6 +28,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from ..bounces import RecipientResult, Report, parse_message
 from ..config import Config
 from ..domain.status import EventType
+from ..ops import metrics
 from ..store import inbound
 from ..store.db import Store
 from ..store.transitions import Change, Outcome, record
@@ -176,4 +177,5 @@ def process(store: Store, config: Config, inbound_id: int) -> str | None:
                          summary={"kind": report.kind, "error": f"{type(e).__name__}: {e}"})
         return "unparsed"
     log.info("inbound message %s: %s %s", inbound_id, report.kind, applied.state)
+    metrics.inbound_report(report.kind)
     return applied.state

@@ -12,6 +12,7 @@ so any number of workers share the queue; on SQLite the store's single writer is
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, func, select, update
 
 from ..domain.status import Status
 from . import suppressions
-from .schema import attachments, emails, recipients
+from .schema import attachments, emails, queue_holds, recipients
 from .transitions import Change, Outcome, record_batch
 
 _DUE = (Status.SPOOLED.value, Status.DEFERRED.value)
@@ -61,14 +62,22 @@ class ClaimResult:
     rejected: int = 0  # suppressed after submission: recorded as rejected, not handed out
 
 
-def claim(conn: Connection, owner: str, now: float, lease: float, limit: int) -> ClaimResult:
-    """Lease up to ``limit`` due recipients to ``owner``; suppressed ones are rejected on the spot."""
+def claim(conn: Connection, owner: str, now: float, lease: float, limit: int,
+          skip_domains: Collection[str] = ()) -> ClaimResult:
+    """Lease up to ``limit`` due recipients to ``owner``; suppressed ones are rejected on the spot.
+
+    ``skip_domains``: destinations the worker has enough of in flight (retries to a slow destination
+    must not take every slot from fresh mail to the others).
+    """
     due = (
         select(recipients.c.id)
-        .where(recipients.c.next_attempt_at <= now, recipients.c.status.in_(_DUE))
+        .where(recipients.c.next_attempt_at <= now, recipients.c.status.in_(_DUE),
+               recipients.c.domain.not_in(select(queue_holds.c.destination)))  # an operator's hold
         .order_by(recipients.c.next_attempt_at)
         .limit(limit)
     )
+    if skip_domains:
+        due = due.where(recipients.c.domain.not_in(sorted(skip_domains)))
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     until = now + lease

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -154,6 +155,9 @@ recipients = Table(
     Index("ix_recipients_due", "next_attempt_at"),
     Index("ix_recipients_account_status", "account_id", "status"),
     Index("ix_recipients_email_status", "email_id", "status"),
+    # what each worker holds, so a dead worker's recipients are found without a scan
+    Index("ix_recipients_lease_owner", "lease_owner", sqlite_where=text("lease_owner IS NOT NULL"),
+          postgresql_where=text("lease_owner IS NOT NULL")),
 )
 
 events = Table(
@@ -323,3 +327,39 @@ provider_pauses = Table(
     Column("reason", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Delivery workers that are running (or died without saying so): the heartbeat keeps a row fresh and
+# renews the leases of what that worker holds; a stale row's recipients are released at once.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the lease_owner its claims carry
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("process_ns", String(128), nullable=True),  # boot id + pid namespace: where ``pid`` can be checked
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+# Destinations (recipient domains) an operator put on hold: nothing is claimed for them until released.
+queue_holds = Table(
+    "queue_holds",
+    metadata,
+    Column("destination", String(255), primary_key=True),
+    Column("held_at", Float, nullable=False),
+    Column("reason", Text, nullable=True),
+)
+
+# What purged rows counted, per UTC day: statistics over long periods survive the retention purge.
+daily_rollups = Table(
+    "daily_rollups",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD (UTC)
+    Column("account_id", Integer, primary_key=True),
+    Column("kind", String(8), primary_key=True),  # "event" (events by type) or "status" (recipients by status)
+    Column("name", String(16), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# the retention purge walks emails oldest first
+Index("ix_emails_created", emails.c.created_at)

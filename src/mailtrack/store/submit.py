@@ -10,6 +10,7 @@ from sqlalchemy import Connection, insert, select
 
 from ..domain.status import Status
 from ..domain.tracking import resolve_tracking
+from ..ops import metrics
 from . import accounts as acc
 from .ids import new_id, now
 from .queries import email_view
@@ -145,6 +146,8 @@ def submit_described(
         if rcpt_rows:
             # the rows start with no status: the core enters creating, then spooled or rejected
             record_batch(conn, changes, new_rows=rcpt_rows)
+    for row in email_rows:
+        metrics.submitted(row["source_type"], len(rcpts_of.get(row["id"], ())))
     by_id = {row["id"]: row for row in email_rows}
     return [
         (eid, created, email_view(by_id[eid], rcpts_of.get(eid, []), client_refs.get(eid)) if created else None)

@@ -26,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..domain.status import EventType
+from ..ops import metrics
 from ..store import hits as store_hits
 from ..store.db import Store, make_engine
 from .classify import BURST_WINDOW, ClickContext, HitClass, classify_click
@@ -164,6 +165,9 @@ class _Writer:
             if code == OK:
                 n = sum(1 for h in batch if h[0] in owners)
                 self.counts[COUNT_WRITTEN] += n
+                for h in batch:
+                    if h[0] in owners:
+                        metrics.tracking_hit(h[1], h[5])
             elif code == DROPPED:
                 self.counts[COUNT_LOST] += n
             client.ack(bid, code, n)
