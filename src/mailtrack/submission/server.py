@@ -43,6 +43,7 @@ QUEUED = "250 2.0.0 Ok: queued as {email_id}"
 RCPT_OK = "250 2.1.5 OK"
 AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
 LOCKED_OUT = "421 4.7.0 too many failed authentications from your address, try again later"
+IDLE_TIMEOUT = "421 4.4.2 idle for too long, closing"
 TOO_MANY_CONNECTIONS = "421 4.7.0 too many connections from your address, try again later"
 TOO_MANY_RCPTS = "452 4.5.3 too many recipients (at most {limit} per message)"
 BAD_ADDRESS = "553 5.1.3 {error}"
@@ -52,6 +53,7 @@ _REWORDED = {
     "552 Error: message size exceeds fixed maximum message size": "552 5.3.4 message size exceeds the limit of {size}",
     "552 Error: Too much mail data": "552 5.3.4 message size exceeds the limit of {size}",
     "501 Error: SMTPUTF8 disabled": "555 5.6.7 SMTPUTF8 is not supported: use ASCII addresses (RFC 2047 headers)",
+    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 line too long: at most 998 characters (RFC 5321 4.5.3.1.6)",
     "500 Error: strict ASCII mode": "500 5.6.7 non-ASCII command: SMTPUTF8 is not supported",
 }
 _INLINE_PARSE = 256 * 1024  # bigger messages are parsed in a thread, off the event loop
@@ -118,6 +120,10 @@ class _SubmissionSMTP(SMTP):
                 self.transport.write(reply.encode() + b"\r\n")
             self.transport.close()
 
+    def _timeout_cb(self) -> None:
+        self._refuse(IDLE_TIMEOUT)  # aiosmtpd just closes; say why first
+        super()._timeout_cb()
+
     def connection_lost(self, error: Exception | None) -> None:
         if self._ip is not None:
             self._owner.per_ip[self._ip] -= 1
@@ -167,6 +173,13 @@ class SubmissionHandler:
 
     def __init__(self, server: SubmissionServer) -> None:
         self.server = server
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd answers pipelined commands in order (and drops what was pipelined before TLS)
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
