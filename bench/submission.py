@@ -18,13 +18,14 @@ import re
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import aiosmtplib
-from _common import create_key, database, env_for, free_port, pct, serve
+from _common import REPO, SHARED, create_key, database, env_for, free_port, pct, serve
 
-REPO = Path(__file__).resolve().parents[1]
-POSTFIX = REPO.parent / "shared" / "bench" / "postfix_baseline.sh"
+# ../shared from the main checkout; a worktree under /work/wt/ finds it two levels up
+POSTFIX = next((p for p in (SHARED / "bench" / "postfix_baseline.sh",
+                            REPO.parents[1] / "shared" / "bench" / "postfix_baseline.sh") if p.exists()),
+               SHARED / "bench" / "postfix_baseline.sh")
 
 
 def wait_port(port: int, timeout: float = 30) -> None:

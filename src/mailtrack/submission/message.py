@@ -161,15 +161,16 @@ def to_new_email(raw: bytes, rcpt_tos: Sequence[str]) -> NewEmail:
     for name in ("Subject", "Reply-To", "To", "Cc", "Date", "Message-ID"):
         _one(msg, name)
     visible = {"to": _addresses(msg, "To"), "cc": _addresses(msg, "Cc")}
-    kind_of: dict[str, str] = {}
+    kind_of: dict[str, tuple[str, str]] = {}  # address → (kind, display name)
     for kind in ("cc", "to"):  # To wins over Cc
-        kind_of.update({addr.lower(): kind for _, addr in visible[kind]})
+        kind_of.update({addr.lower(): (kind, name) for name, addr in visible[kind]})
     recipients, seen = [], set()
     for rcpt in rcpt_tos:
         if rcpt.lower() in seen:
             continue
         seen.add(rcpt.lower())
-        recipients.append(NewRecipient("", rcpt, kind_of.get(rcpt.lower(), "bcc")))
+        kind, name = kind_of.get(rcpt.lower(), ("bcc", ""))
+        recipients.append(NewRecipient(name, rcpt, kind))
     reply_to = _addresses(msg, "Reply-To")
     text, html = _bodies(msg)
     meta = _metadata(msg)
