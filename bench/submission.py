@@ -20,7 +20,7 @@ import subprocess
 import time
 
 import aiosmtplib
-from _common import REPO, SHARED, create_key, database, env_for, free_port, pct, serve
+from _common import BIN, REPO, SHARED, create_key, database, env_for, free_port, pct, serve
 
 # ../shared from the main checkout; a worktree under /work/wt/ finds it two levels up
 POSTFIX = next((p for p in (SHARED / "bench" / "postfix_baseline.sh",
@@ -79,7 +79,8 @@ def count_accepted(url: str, key: str) -> int:
     return int(sum(stats["statuses"].values()))
 
 
-def mailtrack_run(engine: str, n: int, size: int, sessions: int, latency_n: int) -> tuple[float, list[float]]:
+def mailtrack_run(engine: str, n: int, size: int, sessions: int, latency_n: int,
+                  processes: int = 1) -> tuple[float, list[float]]:
     sink_port = free_port()
     sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "500"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -92,7 +93,16 @@ def mailtrack_run(engine: str, n: int, size: int, sessions: int, latency_n: int)
             key = create_key(env, "bench")
             with serve(env) as url:
                 wait_port(port)
-                took = smtp_source(port, n, size, sessions)
+                extra = [subprocess.Popen([str(BIN / "mailtrack"), "serve", "--role", "submission"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for _ in range(processes - 1)]
+                time.sleep(5 if extra else 0)  # let them bind the shared port (SO_REUSEPORT) before the clock starts
+                try:
+                    took = smtp_source(port, n, size, sessions)
+                finally:
+                    for p in extra:
+                        p.terminate()
+                        p.wait(20)
                 accepted = count_accepted(url, key)
                 if accepted != n:
                     raise RuntimeError(f"{accepted} emails stored for {n} messages answered 250")
@@ -120,15 +130,18 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--latency-n", type=int, default=1000)
+    ap.add_argument("--processes", type=int, default=1,
+                    help="also run with this many `serve --role submission` processes sharing the port")
     ap.add_argument("--pg", action="store_true")
     ap.add_argument("--no-postfix", action="store_true")
     a = ap.parse_args()
     print(f"submission: smtp-source -s {a.sessions} -m {a.n} -l {a.size}, plaintext on loopback")
     rates: list[tuple[str, float]] = []
-    for engine in ("sqlite", *(("postgresql",) if a.pg else ())):
-        rate, lat = mailtrack_run(engine, a.n, a.size, a.sessions, a.latency_n)
-        rates.append((engine, rate))
-        print(f"  mailtrack {engine}: {rate:.0f} msg/s accepted (250 after spool); "
+    runs = [(e, p) for e in ("sqlite", *(("postgresql",) if a.pg else ())) for p in (1, a.processes)]
+    for engine, procs in dict.fromkeys(runs):
+        rate, lat = mailtrack_run(engine, a.n, a.size, a.sessions, a.latency_n, procs)
+        rates.append((f"{engine}×{procs}", rate))
+        print(f"  mailtrack {engine}, {procs} submission process(es): {rate:.0f} msg/s accepted (250 after spool); "
               f"250 reply over {len(lat)} messages, {a.sessions} sessions: "
               f"p50 {pct(lat, 50) * 1000:.1f} ms, p99 {pct(lat, 99) * 1000:.1f} ms")
     base = None if a.no_postfix else postfix_run(a.n, a.size, a.sessions)

@@ -58,7 +58,8 @@ _REWORDED = {
     "500 Error: strict ASCII mode": "500 5.6.7 non-ASCII command: SMTPUTF8 is not supported",
 }
 _SIMPLE_PATH = re.compile(r"[ \t]*<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,255})>(.*)", re.DOTALL)
-_INLINE_PARSE = 256 * 1024  # bigger messages are parsed in a thread, off the event loop
+_INLINE_PARSE = 256 * 1024
+_DIR_CACHE: dict[type, list[str]] = {}  # bigger messages are parsed in a thread, off the event loop
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,14 @@ class _SubmissionSMTP(SMTP):
         super().__init__(handler, authenticator=_Capture(), **kwargs)
         self._owner = owner
         self._ip: str | None = None
+
+    def __dir__(self) -> list[str]:
+        # aiosmtpd's __init__ finds the smtp_* and auth_* methods with dir() / inspect.getmembers() on every
+        # connection, reading every attribute of the protocol: listing just those makes a connection ~2 ms cheaper
+        names = _DIR_CACHE.get(type(self))
+        if names is None:
+            names = _DIR_CACHE[type(self)] = [n for n in object.__dir__(self) if n.startswith(("smtp_", "auth_"))]
+        return list(names)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # runs again after STARTTLS, with a fresh session
@@ -295,7 +304,9 @@ class SubmissionServer:
                 timeout=self.limits.idle_timeout, command_call_limit=self.limits.max_commands, loop=loop,
             )
 
-        server = await loop.create_server(protocol, where[0], where[1], ssl=implicit)
+        # SO_REUSEPORT: more `serve --role submission` processes can share the port (the kernel spreads
+        # connections), which is how submission uses more than one core
+        server = await loop.create_server(protocol, where[0], where[1], ssl=implicit, reuse_port=True)
         self._servers.append(server)
         return server
 
