@@ -144,7 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SUBMISSIONS_SMTP", "", "HOST:PORT for SMTP submission over implicit TLS (port 465 style); empty: off",
             lambda t: parse_hostport(t) if t.strip() else None),
     Setting("TLS_CERT", "", "PEM certificate (chain) for SMTP submission; empty: a self-signed one in var/"),
-    Setting("TLS_KEY", "", "PEM private key for TLS_CERT", secret=True),
+    Setting("TLS_KEY", "", "PEM private key for TLS_CERT"),
     Setting("SUBMISSION_ALLOW_PLAINTEXT", "false",
             "Allow AUTH without TLS on SMTP submission (loopback tests and benchmarks only)", parse_bool),
     Setting("SUBMISSION_MAX_RECIPIENTS", "100", "Recipients per message on SMTP submission (452 past it)", _int),
