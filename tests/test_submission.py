@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -157,3 +158,41 @@ async def test_tracking_header_off_and_a_text_only_message(sqlite_store: Store, 
 
 def rcpts_of(r: Running, email_id: str) -> dict[str, str]:
     return {x["address"]: x["kind"] for x in r.view(email_id)["recipients"]}
+
+
+async def test_opens_and_clicks_of_a_submitted_html_message_are_recorded(sqlite_store: Store, tmp_path: Path) -> None:
+    """The simulator's 'click' recipient loads the pixel and follows the first link of its own copy."""
+    import uvicorn
+
+    from mailtrack.api.app import create_app
+    from tests.conftest import make_config
+
+    app = create_app(make_config(tmp_path), sqlite_store)
+    http = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
+                                         access_log=False))
+    serving = asyncio.create_task(http.serve())
+    try:
+        deadline = time.monotonic() + 15
+        while not http.started:
+            assert time.monotonic() < deadline and not serving.done(), "uvicorn did not start"
+            await asyncio.sleep(0.02)
+        port = http.servers[0].sockets[0].getsockname()[1]
+        msg = rich_message()
+        msg.replace_header("To", f"click@{SIM}")
+        del msg["Cc"], msg["Bcc"]
+        async with running(tmp_path, sqlite_store, public_url=f"http://127.0.0.1:{port}") as r:
+            code, reply = await asyncio.to_thread(send, r.port, "acme", r.key, msg, [f"click@{SIM}", f"success@{SIM}"])
+            assert code == 250, reply
+            email_id = reply.decode().rsplit(" ", 1)[1]
+            deadline = time.monotonic() + 30
+            while True:
+                rows = {x["address"]: x for x in (await asyncio.to_thread(r.view, email_id))["recipients"]}
+                if rows[f"click@{SIM}"]["clicks"]["total"] >= 1 and rows[f"click@{SIM}"]["opens"]["total"] >= 1:
+                    break
+                assert time.monotonic() < deadline, (rows, list(r.sim.state.followups))
+                await asyncio.sleep(0.1)
+            assert rows[f"success@{SIM}"]["opens"]["total"] == 0  # attributed to the one who opened
+            assert [(f.action, f.detail) for f in r.sim.state.followups] == [("open", "200"), ("click", "302")]
+    finally:
+        http.should_exit = True
+        await asyncio.wait_for(serving, 15)
