@@ -1,6 +1,7 @@
 """SMTP submission: messages/s accepted (250 only after the email is durably spooled).
 
-mailtrack: `mailtrack serve` (submission + worker delivering to Postfix's smtp-sink) takes
+mailtrack: `mailtrack serve` (API + submission; a `mailtrack worker` process delivers to Postfix's
+smtp-sink meanwhile, as Postfix's smtp runs apart from its smtpd) takes
 N × SIZE-byte messages from Postfix's `smtp-source -s 20` in plaintext on loopback (a trusted
 network, since smtp-source cannot AUTH). Then a second phase times each transaction's 250 from a
 Python client (aiosmtplib, 20 sessions) for p50/p99.
@@ -87,26 +88,27 @@ def mailtrack_run(engine: str, n: int, size: int, sessions: int, latency_n: int,
     try:
         with database(engine) as db:
             port = free_port()
-            env = env_for(db, transport_map=f"*=127.0.0.1:{sink_port}", inbound="false",
+            # the delivery worker in its own process (`mailtrack worker`), as Postfix's smtp runs apart from smtpd
+            env = env_for(db, transport_map=f"*=127.0.0.1:{sink_port}", inbound="false", worker="false",
                           submission_smtp=f"127.0.0.1:{port}", submission_allow_plaintext="true",
                           submission_trusted_networks="127.0.0.1/32=bench", max_message_size="25MB")
             key = create_key(env, "bench")
             with serve(env) as url:
                 wait_port(port)
-                extra = [subprocess.Popen([str(BIN / "mailtrack"), "serve", "--role", "submission"], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                         for _ in range(processes - 1)]
-                time.sleep(5 if extra else 0)  # let them bind the shared port (SO_REUSEPORT) before the clock starts
+                extra = [subprocess.Popen([str(BIN / "mailtrack"), *args], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+                         for args in [["worker"]] + [["serve", "--role", "submission"]] * (processes - 1)]
+                time.sleep(5)  # let them start (and bind the shared port, SO_REUSEPORT) before the clock starts
                 try:
                     took = smtp_source(port, n, size, sessions)
+                    accepted = count_accepted(url, key)
+                    if accepted != n:
+                        raise RuntimeError(f"{accepted} emails stored for {n} messages answered 250")
+                    lat = asyncio.run(latencies(port, latency_n, size, sessions))
                 finally:
                     for p in extra:
                         p.terminate()
                         p.wait(20)
-                accepted = count_accepted(url, key)
-                if accepted != n:
-                    raise RuntimeError(f"{accepted} emails stored for {n} messages answered 250")
-                lat = asyncio.run(latencies(port, latency_n, size, sessions))
         return n / took, lat
     finally:
         sink.terminate()

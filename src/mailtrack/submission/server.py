@@ -58,8 +58,8 @@ _REWORDED = {
     "500 Error: strict ASCII mode": "500 5.6.7 non-ASCII command: SMTPUTF8 is not supported",
 }
 _SIMPLE_PATH = re.compile(r"[ \t]*<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,255})>(.*)", re.DOTALL)
-_INLINE_PARSE = 256 * 1024
-_DIR_CACHE: dict[type, list[str]] = {}  # bigger messages are parsed in a thread, off the event loop
+_INLINE_PARSE = 256 * 1024  # bigger messages are parsed in a thread, off the event loop
+_DIR_CACHE: dict[type, list[str]] = {}
 
 
 @dataclass(frozen=True)
