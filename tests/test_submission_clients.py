@@ -79,3 +79,50 @@ async def test_postfix_null_client_relays_with_sasl_over_starttls(sqlite_store: 
         assert statuses == {f"success@{SIM}": "sent", f"bounce@{SIM}": "hard_bounce", f"archive@{SIM}": "sent"}
         assert {x["address"]: x["kind"] for x in r.view(email_id)["recipients"]} == {
             f"success@{SIM}": "to", f"bounce@{SIM}": "cc", f"archive@{SIM}": "bcc"}
+
+
+def test_mailtrack_serve_role_submission_on_uvloop(tmp_path: Path) -> None:
+    """The command line wiring: `mailtrack serve --role submission` alone, STARTTLS on the CLI's uvloop."""
+    import os
+    import smtplib
+    import sys
+    from email.message import EmailMessage
+
+    from mailtrack.store import accounts, queries
+    from mailtrack.store.db import open_store
+    from tests.test_submission import client_tls
+
+    db = f"sqlite:///{tmp_path}/db.sqlite"
+    store = open_store(db)
+    with store.write() as conn:
+        acct = accounts.get_or_create_account(conn, "acme")
+        key = accounts.create_api_key(conn, acct)
+    env = {**os.environ, "MAILTRACK_DATABASE_URL": db, "MAILTRACK_SECRET_KEY": "test-secret",
+           "MAILTRACK_SUBMISSION_SMTP": "127.0.0.1:0", "MAILTRACK_LOG_LEVEL": "info"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "mailtrack"), "serve", "--role", "submission"],
+                                env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"SMTP submission \(STARTTLS\) on 127\.0\.0\.1:(\d+)", log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "ops@acme.test", "customer@example.test", "via the CLI"
+        msg.set_content("hello")
+        with smtplib.SMTP("127.0.0.1", int(found.group(1)), timeout=30) as s:
+            s.starttls(context=client_tls())
+            s.login("acme", key)
+            s.mail("app@acme.test")
+            s.rcpt("customer@example.test")
+            code, reply = s.data(msg.as_bytes())
+        assert code == 250, reply
+        with store.read() as conn:
+            view = queries.get_email(conn, acct, reply.decode().rsplit(" ", 1)[1])
+        assert [(r["address"], r["status"]) for r in view["recipients"]] == [("customer@example.test", "spooled")]
+        assert "self-signed certificate" in log.read_text() and (tmp_path / "var" / "submission-cert.pem").exists()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        store.dispose()
