@@ -143,3 +143,18 @@ def test_missing_from_is_refused() -> None:
     assert e.value.reply.startswith("554 5.6.0 From")
 
 
+
+
+def test_an_attached_email_is_left_alone(sqlite_store: Store) -> None:
+    inner = EmailMessage()
+    inner["From"], inner["Subject"] = "x@y.test", "forwarded"
+    inner.set_content('<p><a href="https://inner.example/">inner</a></p>', subtype="html")
+    outer = EmailMessage()
+    outer["From"], outer["To"], outer["Subject"] = "ops@acme.test", f"success@{SIM}", "Fwd"
+    outer.set_content("see attached")
+    outer.add_attachment(inner)
+    raw = outer.as_bytes(policy=CRLF)
+    new = to_new_email(raw, [f"success@{SIM}"])
+    assert new.html is None and new.text == "see attached\r\n"
+    sent = store_and_compose(sqlite_store, raw, [f"success@{SIM}"])[f"success@{SIM}"]
+    assert b"https://inner.example/" in sent and sent.endswith(raw[raw.index(b"\r\n\r\n"):])

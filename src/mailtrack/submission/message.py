@@ -11,7 +11,7 @@ HTML bodies are copied out only for the views and for the click-tracking link ta
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import Message
@@ -124,11 +124,22 @@ def _metadata(msg: Message) -> dict[str, object]:
     return out
 
 
+def _leaves(part: Message) -> Iterator[Message]:
+    """Leaf parts in document order, not descending into attached messages (their bodies are not ours)."""
+    if part.get_content_maintype() == "multipart" and isinstance(part.get_payload(), list):
+        for sub in part.get_payload():
+            if isinstance(sub, Message):
+                yield from _leaves(sub)
+    elif not part.is_multipart():
+        yield part
+
+
 def _bodies(msg: Message) -> tuple[str | None, str | None]:
     """The first inline text/plain and text/html parts (in the order ``mime.html_span`` walks them)."""
+    # an attached message/rfc822 is a leaf here, as it is for html_span
     text = html = None
-    for part in msg.walk():
-        if part.is_multipart() or part.get_content_disposition() == "attachment":
+    for part in _leaves(msg):
+        if part.get_content_disposition() == "attachment":
             continue
         ctype = part.get_content_type()
         if ctype not in ("text/plain", "text/html") or (text if ctype == "text/plain" else html) is not None:
