@@ -91,7 +91,8 @@ def mailtrack_run(engine: str, n: int, size: int, sessions: int, latency_n: int,
             # the delivery worker in its own process (`mailtrack worker`), as Postfix's smtp runs apart from smtpd
             env = env_for(db, transport_map=f"*=127.0.0.1:{sink_port}", inbound="false", worker="false",
                           submission_smtp=f"127.0.0.1:{port}", submission_allow_plaintext="true",
-                          submission_trusted_networks="127.0.0.1/32=bench", max_message_size="25MB")
+                          submission_trusted_networks="127.0.0.1/32=bench", max_message_size="25MB",
+                          submission_reuse_port="true" if processes > 1 else "false")
             key = create_key(env, "bench")
             with serve(env) as url:
                 wait_port(port)

@@ -8,11 +8,14 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
+from mailtrack.errors import ConfigError
 from mailtrack.store import accounts
 from mailtrack.store.db import Store
 from mailtrack.submission.auth import FailureGuard
-from mailtrack.submission.server import Limits
-from tests.helpers.submission import SIM, running
+from mailtrack.submission.server import Limits, SubmissionServer
+from tests.helpers.submission import SIM, running, submission_config
 from tests.test_submission import client_tls
 
 MSG = (f"From: ops@acme.test\r\nTo: success@{SIM}\r\nSubject: limits\r\n\r\nhello\r\n").encode()
@@ -164,3 +167,17 @@ async def test_pipelined_plaintext_session_for_a_trusted_network(sqlite_store: S
         assert statuses == {f"success@{SIM}": "sent", f"other@{SIM}": "sent"}
         with sqlite_store.read() as conn:
             assert accounts.get_account(conn, r.account)["name"] == "acme"
+
+
+async def test_a_port_in_use_is_a_clear_error_unless_sharing_is_asked_for(sqlite_store: Store, tmp_path: Path) -> None:
+    async with running(tmp_path, sqlite_store, worker=False) as r:
+        taken = submission_config(tmp_path, submission_smtp=f"127.0.0.1:{r.port}")
+        with pytest.raises(ConfigError, match="MAILTRACK_SUBMISSION_SMTP"):
+            await SubmissionServer(taken, sqlite_store, var_dir=tmp_path / "var").start()
+    async with running(tmp_path, sqlite_store, worker=False, submission_reuse_port="true") as r:
+        shared = SubmissionServer(submission_config(tmp_path, submission_smtp=f"127.0.0.1:{r.port}",
+                                                    submission_reuse_port="true"), sqlite_store,
+                                  var_dir=tmp_path / "var")
+        await shared.start()
+        assert shared.port == r.port
+        await shared.stop()

@@ -148,6 +148,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SUBMISSION_ALLOW_PLAINTEXT", "false",
             "Allow AUTH without TLS on SMTP submission (loopback tests and benchmarks only)", parse_bool),
     Setting("SUBMISSION_MAX_RECIPIENTS", "100", "Recipients per message on SMTP submission (452 past it)", _int),
+    Setting("SUBMISSION_REUSE_PORT", "false",
+            "Let several 'serve --role submission' processes share the port (SO_REUSEPORT) to use more cores; "
+            "off: a second instance fails with 'address in use'", parse_bool),
     Setting("SUBMISSION_TRUSTED_NETWORKS", "",
             "Clients that submit without AUTH, as NETWORK=ACCOUNT pairs, e.g. '127.0.0.1/32=bench' "
             "(like Postfix's mynetworks; empty: every client must AUTH)", lambda t: _trusted(t)),
@@ -210,6 +213,7 @@ class Config:
     tls_key: str
     submission_allow_plaintext: bool
     submission_max_recipients: int
+    submission_reuse_port: bool
     submission_trusted_networks: tuple[tuple[Any, str], ...]
 
     def __init__(self, values: Mapping[str, Any]) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
 from ..domain.addresses import AddressError, parse_address
-from ..errors import NotFound
+from ..errors import ConfigError, NotFound
 from ..store import accounts, submit
 from ..store.db import Store
 from ..store.writer import GroupWriter
@@ -304,9 +304,16 @@ class SubmissionServer:
                 timeout=self.limits.idle_timeout, command_call_limit=self.limits.max_commands, loop=loop,
             )
 
-        # SO_REUSEPORT: more `serve --role submission` processes can share the port (the kernel spreads
-        # connections), which is how submission uses more than one core
-        server = await loop.create_server(protocol, where[0], where[1], ssl=implicit, reuse_port=True)
+        # SO_REUSEPORT (opt-in): more `serve --role submission` processes share the port and the kernel spreads
+        # connections, which is how submission uses more than one core. Off by default, so that a second
+        # instance on the same port fails loudly instead of quietly taking half of the mail.
+        try:
+            server = await loop.create_server(protocol, where[0], where[1], ssl=implicit,
+                                              reuse_port=self.config.submission_reuse_port or None)
+        except OSError as e:
+            setting = "SUBMISSIONS_SMTP" if implicit is not None else "SUBMISSION_SMTP"
+            raise ConfigError(f"cannot listen on {where[0]}:{where[1]} for SMTP submission ({e.strerror}): "
+                              f"set MAILTRACK_{setting} to a free HOST:PORT, or empty to turn it off") from e
         self._servers.append(server)
         return server
 
