@@ -45,7 +45,7 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 
 
 @main.command()
-@click.option("--role", "roles", multiple=True, type=click.Choice(["api", "worker", "inbound"]),
+@click.option("--role", "roles", multiple=True, type=click.Choice(["api", "worker", "inbound", "submission"]),
               help="Run only these parts (repeatable). Default: all, as set by MAILTRACK_WORKER/INBOUND.")
 @click.pass_context
 def serve(ctx: click.Context, roles: tuple[str, ...]) -> None:
@@ -56,6 +56,8 @@ def serve(ctx: click.Context, roles: tuple[str, ...]) -> None:
     setup_logging(config.log_level, config.log_format)
     if not roles:
         roles = ("api",) + (("worker",) if config.worker else ()) + (("inbound",) if config.inbound else ())
+        if config.submission_smtp is not None or config.submissions_smtp is not None:
+            roles += ("submission",)
     store = _store(config)
     host, port = config.http
     if "api" in roles:

@@ -229,6 +229,11 @@ def message_id(recipient_id: str, email_id: str, bounce_domain: str, secret: str
 
 def build_template(email: EmailSource, *, date: float | None = None) -> Template:
     """Encode everything the recipients of ``email`` share."""
+    from .submission.mime import raw_template, submitted_raw
+
+    raw = submitted_raw(email)
+    if raw is not None:  # submitted over SMTP: the client's own MIME structure, see submission/mime.py
+        return raw_template(email, raw, date)
     head: list[Chunk] = [
         _fold("From", email.from_addr),
         f"Date: {format_datetime(datetime.fromtimestamp(date if date is not None else time.time(), UTC))}\r\n"

@@ -183,6 +183,23 @@ SETTINGS: tuple[Setting, ...] = (
             parse_duration),
     Setting("DOMAIN_RECHECK", "1h", "How often the DNS records of every sending domain are checked again",
             parse_duration),
+    # SMTP submission (mailtrack.submission)
+    Setting("SUBMISSION_SMTP", "127.0.0.1:2587",
+            "HOST:PORT of the SMTP submission server (STARTTLS, AUTH = account name + API key); empty: off",
+            lambda t: parse_hostport(t) if t.strip() else None),
+    Setting("SUBMISSIONS_SMTP", "", "HOST:PORT for SMTP submission over implicit TLS (port 465 style); empty: off",
+            lambda t: parse_hostport(t) if t.strip() else None),
+    Setting("TLS_CERT", "", "PEM certificate (chain) for SMTP submission; empty: a self-signed one in var/"),
+    Setting("TLS_KEY", "", "PEM private key for TLS_CERT"),
+    Setting("SUBMISSION_ALLOW_PLAINTEXT", "false",
+            "Allow AUTH without TLS on SMTP submission (loopback tests and benchmarks only)", parse_bool),
+    Setting("SUBMISSION_MAX_RECIPIENTS", "100", "Recipients per message on SMTP submission (452 past it)", _int),
+    Setting("SUBMISSION_REUSE_PORT", "false",
+            "Let several 'serve --role submission' processes share the port (SO_REUSEPORT) to use more cores; "
+            "off: a second instance fails with 'address in use'", parse_bool),
+    Setting("SUBMISSION_TRUSTED_NETWORKS", "",
+            "Clients that submit without AUTH, as NETWORK=ACCOUNT pairs, e.g. '127.0.0.1/32=bench' "
+            "(like Postfix's mynetworks; empty: every client must AUTH)", lambda t: _trusted(t)),
 )
 
 
@@ -205,6 +222,19 @@ def _one_of(text: str, choices: tuple[str, ...]) -> str:
     if t not in choices:
         raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
     return t
+
+
+def _trusted(text: str) -> tuple[tuple[Any, str], ...]:
+    """'127.0.0.1/32=bench, 10.0.0.0/8=acme' → ((IPv4Network, 'bench'), …)."""
+    import ipaddress
+
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        net, sep, account = part.partition("=")
+        if not sep or not account.strip():
+            raise ValueError(f"trusted network {part!r} is not NETWORK=ACCOUNT")
+        out.append((ipaddress.ip_network(net.strip(), strict=False), account.strip()))
+    return tuple(out)
 
 
 def _size(text: str) -> int:
@@ -264,6 +294,14 @@ class Config:
     unsubscribe_event_messages: bool
     throttle: str
     throttle_pause: float
+    submission_smtp: tuple[str, int] | None
+    submissions_smtp: tuple[str, int] | None
+    tls_cert: str
+    tls_key: str
+    submission_allow_plaintext: bool
+    submission_max_recipients: int
+    submission_reuse_port: bool
+    submission_trusted_networks: tuple[tuple[Any, str], ...]
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():

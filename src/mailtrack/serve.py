@@ -21,7 +21,7 @@ from .config import Config
 from .store.db import Store, open_store
 
 log = logging.getLogger("mailtrack")
-ROLES = ("api", "worker", "inbound")
+ROLES = ("api", "worker", "inbound", "submission")
 
 
 async def _warm_up(app: Any) -> None:
@@ -97,6 +97,12 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         await inbound.start()
         log.info("inbound SMTP on %s:%s", *config.inbound_smtp)
         stoppers.append(inbound.stop)
+    if "submission" in roles:
+        from .submission.server import SubmissionServer
+
+        submission = SubmissionServer(config, store, on_spooled=worker.wake_threadsafe if worker else None)
+        await submission.start()
+        stoppers.append(submission.stop)
     server = None
     if "api" in roles:
         app = create_app(config, store, on_spooled=worker.wake_threadsafe if worker else None)
