@@ -78,6 +78,8 @@ class Tally:
     kind_ok: int = 0
     hard_total: int = 0
     hard_ok: int = 0
+    undetermined: int = 0
+    failed: int = 0
     adjusted: dict[str, list[int]] = field(default_factory=lambda: {"recipients": [0, 0], "hard": [0, 0]})
 
     def share(self, ok: int, total: int) -> float:
@@ -114,7 +116,8 @@ def _score(label: dict[str, Any], report: Report, tallies: list[Tally]) -> list[
         mine = by_address.get((p["address"] or "").lower())
         if mine is None and len(report.recipients) == 1 and len(label["per_recipient"]) == 1:
             mine = report.recipients[0]
-        hard_ok += bool(mine and mine.hard == p["hard"])
+        # undetermined (None) is treated as soft: the address is retried, never suppressed
+        hard_ok += bool(mine and bool(mine.hard) == p["hard"])
     name = label["file"]
     for t in tallies:
         t.messages += 1
@@ -122,6 +125,9 @@ def _score(label: dict[str, Any], report: Report, tallies: list[Tally]) -> list[
         t.kind_ok += report.kind == label["kind"]
         t.hard_total += len(hard_pairs)
         t.hard_ok += hard_ok
+        if report.kind == "bounce":
+            t.failed += len(report.recipients)
+            t.undetermined += sum(r.hard is None for r in report.recipients)
         if name not in DISPUTED_RECIPIENTS:
             t.adjusted["recipients"][0] += got == expected
             t.adjusted["recipients"][1] += 1
@@ -165,6 +171,10 @@ def _table(result: Result) -> str:
     out.append(
         f"adjusted (disputed labels left out): recipients {adj['recipients'][0] / adj['recipients'][1]:.3f}"
         f" hard {adj['hard'][0] / max(1, adj['hard'][1]):.3f}"
+    )
+    out.append(
+        f"undetermined (hard null) among bounced recipients: {result.overall.undetermined} of"
+        f" {result.overall.failed} ({result.overall.share(result.overall.undetermined, result.overall.failed):.3f})"
     )
     out += ["", "== by detector (ours) ==", head]
     out += [t.row(name) for name, t in sorted(result.by_detector.items())]
@@ -260,7 +270,7 @@ def test_report_to_json_has_exactly_the_documented_keys() -> None:
     report = parse_message((SAMPLES / "dsn-user-unknown.eml").read_bytes())
     data = report_to_json(report, file="x.eml")
     assert list(data) == ["file", "kind", "recipients", "feedback_type"]
-    assert list(data["recipients"][0]) == ["address", "status", "reason", "hard", "diagnostic"]
+    assert list(data["recipients"][0]) == ["address", "status", "reason", "hard", "confidence", "diagnostic"]
     assert data["file"] == "x.eml"
     assert data["recipients"][0]["status"] == "5.1.1"
     json.dumps(data)
