@@ -18,6 +18,7 @@ from mailtrack.bounces.detectors import (
     qmail,
     sendmail,
     ses,
+    unsubscribe,
 )
 from mailtrack.bounces.message import Returned
 from mailtrack.bounces.model import Report
@@ -28,7 +29,7 @@ Detector = Callable[[Returned], Report | None]
 DETECTORS: tuple[tuple[str, Detector], ...] = tuple(
     (module.NAME, module.detect)
     for module in (
-        arf, dsn, ses, exim, qmail, sendmail, postfix, gmail, exchange, domino, dragonfly, autoreply,
+        arf, unsubscribe, dsn, ses, exim, qmail, sendmail, postfix, gmail, exchange, domino, dragonfly, autoreply,
         fallback,
     )
 )  # fmt: skip

@@ -104,7 +104,7 @@ _ACTION: dict[str, str] = {"bounce": "failed", "delay": "delayed", "delivered": 
 _LEAD = re.compile(
     r"(?i)^[ \t]*(?:>>>[ \t]*|\*[ \t]*|-[ \t]+|\d{1,3}[.)][ \t]*|rcpt to:[ \t]*|"
     r"(?:original|recipient|final)[ -]?(?:address|recipient)?[ \t]*:[ \t]*)?[\"<(]?"
-    r"([^\s<>\"()@,;:]{1,64}@[A-Za-z0-9._-]{1,255})"
+    r"(\"[^\"\n<>]{1,62}\"@[A-Za-z0-9._-]{1,255}|[^\s<>\"()@,;:]{1,64}@[A-Za-z0-9._-]{1,255})"
 )
 _SEPARATOR = re.compile(r"^\s*(?:[-=*_]{5,}|-{2,}\s.{0,60}\s-{2,})\s*$")
 _REPLY = re.compile(r"(?<![\d.])[45]\d\d[ -]|(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])")

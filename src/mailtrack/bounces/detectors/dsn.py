@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from email.message import Message
 
-from mailtrack.bounces.addresses import clean_address, is_system_address
+from mailtrack.bounces.addresses import clean_address, find_addresses, is_system_address
+from mailtrack.bounces.detectors.common import candidate, failed_recipients_header, own_addresses
 from mailtrack.bounces.message import MAX_RECIPIENTS, Returned, part_text
 from mailtrack.bounces.model import Kind, RecipientResult, Report
 from mailtrack.bounces.results import result, status_of, text_near, tidy
@@ -75,12 +76,21 @@ def _is_recipient_block(block: dict[str, str]) -> bool:
     return any(name in block for name in _RECIPIENT_FIELDS) and ("action" in block or "status" in block)
 
 
+def usable(address: str | None) -> bool:
+    """An address with a local part and a dotted domain (not a file path, not a bare local part)."""
+    if not address or "@" not in address:
+        return False
+    local, _, domain = address.rpartition("@")
+    return bool(local) and "." in domain and "@" not in local.strip('"')
+
+
 def _address(block: dict[str, str]) -> str | None:
-    final = clean_address(block.get("final-recipient"))
-    original = clean_address(block.get("original-recipient"))
-    if final and "@" in final and "." in final.rsplit("@", 1)[1]:
-        return final
-    return original or final or clean_address(block.get("x-actual-recipient"))
+    """Final-Recipient when usable, else Original-Recipient, else X-Actual-Recipient, else what there is."""
+    named = [clean_address(block.get(f)) for f in ("final-recipient", "original-recipient", "x-actual-recipient")]
+    for address in named:
+        if usable(address):
+            return address
+    return named[1] or named[0] or named[2]
 
 
 def _kind(block: dict[str, str], status: str | None) -> Kind:
@@ -168,7 +178,40 @@ def detect(msg: Returned) -> Report | None:
                 blocks.extend(parse_fields(text))
     results = recipients_from_blocks(blocks, msg.report_text, msg.subject)
     results = [r for r in results if not (r.address and is_system_address(r.address) and len(results) > 1)]
+    _repair_addresses(msg, results)
     if not results:
         return None
     kind, chosen = overall(results)
     return Report(kind=kind, recipients=chosen)
+
+
+# "<a@b>... Host unknown" or "<a@b>: 550 ..." in the human-readable part or a transcript.
+_TRANSCRIPT_ADDRESS = re.compile(r'<("[^"\n<>]{1,62}"@[\w.-]{1,255}|[^\s<>@"]{1,64}@[\w.-]{1,255})>(?:\.\.\.|:)')
+
+
+def fallback_addresses(msg: Returned) -> list[str]:
+    """Where a DSN's recipient field is unusable: X-Failed-Recipients, the transcript, the original's To."""
+    own = own_addresses(msg)
+    listed = [a for a in failed_recipients_header(msg) if candidate(a, own)]
+    if listed:
+        return listed
+    seen: list[str] = []
+    for match in _TRANSCRIPT_ADDRESS.finditer(msg.report_text[:65536]):
+        address = match.group(1)
+        if usable(address) and candidate(address, own) and address.lower() not in (s.lower() for s in seen):
+            seen.append(address)
+    if seen:
+        return seen
+    return [a for a in find_addresses(msg.original_header("To")) if candidate(a, own)]
+
+
+def _repair_addresses(msg: Returned, results: list[RecipientResult]) -> None:
+    """Give recipients whose DSN field names no usable address one from the fallbacks (in order)."""
+    broken = [r for r in results if not usable(r.address)]
+    if not broken:
+        return
+    known = {(r.address or "").lower() for r in results if usable(r.address)}
+    spare = [a for a in fallback_addresses(msg) if a.lower() not in known]
+    for recipient, address in zip(broken, spare, strict=False):
+        recipient.evidence["recipient"] = f"DSN field unusable ({recipient.address or 'empty'}); taken from fallback"
+        recipient.address = address
