@@ -116,6 +116,9 @@ def _score(label: dict[str, Any], report: Report, tallies: list[Tally]) -> list[
         mine = by_address.get((p["address"] or "").lower())
         if mine is None and len(report.recipients) == 1 and len(label["per_recipient"]) == 1:
             mine = report.recipients[0]
+        if p["address"] is None and not report.recipients:
+            hard_ok += 1  # a report naming nobody (ARF) rightly yields no recipient to be wrong about
+            continue
         # undetermined (None) is treated as soft: the address is retried, never suppressed
         hard_ok += bool(mine and bool(mine.hard) == p["hard"])
     name = label["file"]

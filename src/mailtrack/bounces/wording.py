@@ -25,12 +25,12 @@ FIRST: tuple[tuple[str, tuple[str, ...]], ...] = (
     # name server reply") are DNS trouble on the way, not a verdict on the recipient's domain.
     ("network_error", (
         "host not found, try again", "host or domain name not found, try again", "name server reply",
-        "temporary failure in name resolution", "servfail", "dns lookup failure", "dns temporary failure",
+        "temporary failure in name resolution", "servfail", "dns temporary failure",
         "try again later (dns)", "name server failure",
     )),
     ("on_hold", ("on hold", "is held", "held for", "quarantined")),
     ("mailbox_full", ("exceeding their quota", "overquota", "over-quota", "quota violation", "exceeds their quota")),
-    ("network_error", ("message looping", "looping detected", "loop detected", "loop alert", "looped mail")),
+    ("network_error", ("message looping", "looping detected", "loop detected", "loop alert", "looped")),
     ("suspended", (
         "account disabled", "account is disabled", "account has been disabled", "account is inactive",
         "account has been suspended", "mailbox disabled", "mailbox is disabled", "user disabled",

@@ -14,6 +14,8 @@ from mailtrack.bounces.detectors import (
     exim,
     fallback,
     gmail,
+    interscan,
+    mailinglist,
     postfix,
     qmail,
     sendmail,
@@ -29,7 +31,8 @@ Detector = Callable[[Returned], Report | None]
 DETECTORS: tuple[tuple[str, Detector], ...] = tuple(
     (module.NAME, module.detect)
     for module in (
-        arf, unsubscribe, dsn, ses, exim, qmail, sendmail, postfix, gmail, exchange, domino, dragonfly, autoreply,
+        arf, unsubscribe, dsn, ses, exim, qmail, sendmail, postfix, gmail, exchange, domino, dragonfly, interscan,
+        mailinglist, autoreply,
         fallback,
     )
 )  # fmt: skip

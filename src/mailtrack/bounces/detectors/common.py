@@ -28,6 +28,10 @@ _FAILURE_SUBJECTS = (
     "not delivered", "nondeliverable", "non-deliverable", "non remis", "unzustellbar", "no entregado",
     "rejected", "bounce", "delivery problem", "could not be delivered", "error", "delayed", "warning",
     "mail system", "undelivered", "delivery notification", "failure notice", "unable to deliver",
+    # de, fr, es, pt, ru, zh, ja
+    "nicht zugestellt", "unzustellbar", "non distribuable", "échec de la remise", "no se pudo entregar",
+    "devuelto", "falha na entrega", "não entregue", "nao entregue", "не доставлено", "недоставлен",
+    "退信", "投递失败", "发送失败", "無法投遞", "未送達", "配信エラー", "配信失敗", "送信エラー", "不達",
 )  # fmt: skip
 _DAEMON_WORDS = (
     "mailer-daemon", "postmaster", "post_master", "mail delivery", "mail-daemon", "maildaemon", "mailerdaemon",
