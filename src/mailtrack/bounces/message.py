@@ -40,21 +40,42 @@ ORIGINAL_MARKERS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def part_text(part: Message) -> str:
-    """A text part's decoded content (charset errors replaced, length capped)."""
+# Charset names mail software writes that Python's codecs do not know.
+_CHARSET_ALIASES = {
+    "x-sjis": "cp932", "windows-31j": "cp932", "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932",
+    "x-euc-jp": "euc_jp", "x-gbk": "gbk", "gb2312": "gb18030", "gbk": "gb18030", "x-euc-kr": "euc_kr",
+    "iso-2022-jp": "iso2022_jp_ext", "x-unknown": "utf-8", "unknown-8bit": "utf-8",
+}  # fmt: skip
+
+
+def part_text(part: Message, also: tuple[str, ...] = ()) -> str:
+    """A text part's decoded content (charset errors replaced, length capped).
+
+    ``also`` are the other charsets the message declares, tried when the part's own fails.
+    """
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
     payload = payload[:MAX_TEXT]
-    text = _decode(payload, part.get_content_charset() or "utf-8")
+    text = _decode(payload, part.get_content_charset() or "", also)
     if part.get_content_type() == "text/html":
         text = html.unescape(_TAGS.sub(" ", _BR.sub("\n", text)))
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _decode(payload: bytes, charset: str) -> str:
-    """Declared charset, else UTF-8, else the declared one with replacements, else Latin-1."""
-    for name, errors in ((charset, "strict"), ("utf-8", "strict"), (charset, "replace")):
+def _decode(payload: bytes, charset: str, also: tuple[str, ...] = ()) -> str:
+    """Declared charset, else UTF-8, else another one the message declares, else replacements, else Latin-1.
+
+    JIS escape sequences mean ISO-2022-JP whatever is (or is not) declared: Japanese MTAs often
+    send it 7bit with no charset at all.
+    """
+    if b"\x1b$B" in payload or b"\x1b$@" in payload or b"\x1b(J" in payload:
+        charset = "iso-2022-jp"
+    charset = _CHARSET_ALIASES.get(charset.lower(), charset) if charset else "utf-8"
+    tries = [(charset, "strict"), ("utf-8", "strict")]
+    tries += [(_CHARSET_ALIASES.get(c, c), "strict") for c in also if c != charset]
+    tries.append((charset, "replace"))
+    for name, errors in tries:
         try:
             return payload.decode(name, errors=errors)
         except (LookupError, ValueError):
@@ -95,7 +116,7 @@ class Returned:
         """A text part's decoded content, decoded once."""
         key = id(part)
         if key not in self._texts:
-            self._texts[key] = part_text(part)
+            self._texts[key] = part_text(part, self.charsets)
         return self._texts[key]
 
     def header(self, name: str) -> str:
@@ -105,6 +126,16 @@ class Returned:
     @cached_property
     def _headers(self) -> dict[str, str]:
         return _first_values(self.msg)
+
+    @cached_property
+    def charsets(self) -> tuple[str, ...]:
+        """Every charset a part of the message declares (lower case, in order)."""
+        found: list[str] = []
+        for part in self.parts:
+            charset = part.get_param("charset")
+            if isinstance(charset, str) and charset.lower() not in found and len(found) < 8:
+                found.append(charset.lower())
+        return tuple(found)
 
     @cached_property
     def subject(self) -> str:

@@ -124,6 +124,7 @@ def recipients_from_blocks(blocks: list[dict[str, str]], context: str, subject: 
         if kind == "bounce" and delay_hint and "action" not in block and (status or "").startswith("4"):
             kind = "delay"
         near = text_near(context, address) if address else ""
+        field = next((f"{n.title()}: {block[n]}" for n in _RECIPIENT_FIELDS if n in block), "")
         results.append(
             result(
                 address,
@@ -137,6 +138,7 @@ def recipients_from_blocks(blocks: list[dict[str, str]], context: str, subject: 
                 remote_mta=_mta(block.get("remote-mta", "")),
             )
         )
+        results[-1].evidence["recipient"] = f"DSN field {field[:200]}"
     return results
 
 
@@ -213,5 +215,14 @@ def _repair_addresses(msg: Returned, results: list[RecipientResult]) -> None:
     known = {(r.address or "").lower() for r in results if usable(r.address)}
     spare = [a for a in fallback_addresses(msg) if a.lower() not in known]
     for recipient, address in zip(broken, spare, strict=False):
-        recipient.evidence["recipient"] = f"DSN field unusable ({recipient.address or 'empty'}); taken from fallback"
+        field = recipient.evidence.get("recipient", "the DSN recipient field")
+        recipient.evidence["recipient"] = f"{field} is unusable; {address} taken from {_source(msg, address)}"
         recipient.address = address
+
+
+def _source(msg: Returned, address: str) -> str:
+    if address.lower() in (a.lower() for a in failed_recipients_header(msg)):
+        return "X-Failed-Recipients"
+    if address.lower() in msg.report_text.lower():
+        return "the report text / transcript"
+    return "the original message's To"
