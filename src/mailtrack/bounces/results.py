@@ -104,6 +104,8 @@ def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind 
     words = None if sender_refused(code) else _words(diagnostic)
     if sender_refused(code):
         reason, basis = "rejected", f"code {code} is about the sender"
+    elif words and is_specific(code) and _generic_only(diagnostic, code):
+        reason, basis = reason_from_code(code) or "undefined", f"code {code} (the text is RFC 5321's generic 550)"
     elif words:
         reason, basis = words[0], f"the diagnostic's {words[1]}"
     elif is_specific(code):
@@ -127,6 +129,19 @@ def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind 
     if reason == "undefined":
         hard, confidence = (False if kind == "delay" else None), "low"
     return Verdict(reason, hard, confidence, code, basis)
+
+
+# RFC 5321's stock 550 text: it names no cause, so a specific code other than x.1.x decides.
+_GENERIC_550 = ("requested action not taken: mailbox unavailable", "mailbox unavailable")
+
+
+def _generic_only(diagnostic: str, code: str | None) -> bool:
+    low = normalise_text(diagnostic)
+    if not code or code.split(".")[1] == "1" or not any(p in low for p in _GENERIC_550):
+        return False
+    for phrase in _GENERIC_550:
+        low = low.replace(phrase, " ")
+    return _words(low) is None
 
 
 def _refine(reason: str, text: str) -> str:

@@ -65,6 +65,14 @@ def detect(msg: Returned) -> Report | None:
             for item in _addresses(bounce.get("bouncedRecipients"))
         ]
         return Report(kind="delay" if temporary else "bounce", recipients=recipients) if recipients else None
+    if kind == "deliverydelay":
+        delay = data.get("deliveryDelay") or {}
+        recipients = [
+            result(str(i["emailAddress"]), str(i.get("diagnosticCode") or delay.get("delayType") or ""),
+                   status=str(i["status"]) if i.get("status") else None, kind="delay", action="delayed")
+            for i in _addresses(delay.get("delayedRecipients"))
+        ]  # fmt: skip
+        return Report(kind="delay", recipients=recipients) if recipients else None
     if kind == "complaint":
         complaint = data.get("complaint") or {}
         feedback = str(complaint.get("complaintFeedbackType") or "abuse")
