@@ -117,7 +117,11 @@ def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind 
     elif kind == "delay":
         reason, basis, confidence = reason_from_code(code) or "expired", "a delay notice", "medium"
     else:
-        reason, basis, confidence = reason_from_code(code) or "undefined", f"code {code or 'none'}", "low"
+        reason = reason_from_code(code) or "undefined"
+        basis = f"code {code}"
+        if reason == "undefined":
+            basis = f"nothing: no phrase recognised, code {code or 'none'} names no cause"
+        confidence = "low"
     if not is_specific(code):
         refined = _refine(reason, normalise_text(diagnostic + " " + context))
         if refined != reason:
