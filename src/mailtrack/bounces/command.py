@@ -17,7 +17,32 @@ if TYPE_CHECKING:
 MAX_FILE = 1024 * 1024  # larger files are read only this far (the parser looks at the first 256 KB)
 
 
-@click.group(name="bounce")
+# The operator's commands that read the store (list, show) attach themselves to this group from
+# this module; it is imported only when one of them (or the group's help) is asked for, so that
+# `bounce parse` does not load the database layer.
+OPERATOR_COMMANDS = "mailtrack.inbound.command"
+
+
+class _BounceGroup(click.Group):
+    def _operator(self) -> None:
+        from importlib import import_module
+
+        try:
+            import_module(OPERATOR_COMMANDS)
+        except ImportError:  # a parser-only install: parse and explain still work
+            pass
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._operator()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands:
+            self._operator()
+        return super().get_command(ctx, name)
+
+
+@click.group(name="bounce", cls=_BounceGroup)
 def bounce() -> None:
     """Inspect bounces, delay notices, complaints and auto-replies."""
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import email
 import email.header
-import email.policy
-import html
 import re
 from email.message import Message
 from email.parser import HeaderParser
@@ -59,6 +57,8 @@ def part_text(part: Message, also: tuple[str, ...] = ()) -> str:
     payload = payload[:MAX_TEXT]
     text = _decode(payload, part.get_content_charset() or "", also)
     if part.get_content_type() == "text/html":
+        import html  # rare in bounces: not imported at start-up
+
         text = html.unescape(_TAGS.sub(" ", _BR.sub("\n", text)))
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -231,11 +231,11 @@ class Returned:
             if ctype in ("text/rfc822-headers", "message/rfc822-headers") or (
                 ctype in ("message/rfc822", "message/global") and not part.is_multipart()
             ):
-                return HeaderParser(policy=email.policy.compat32).parsestr(part_text(part).lstrip())
+                return HeaderParser().parsestr(part_text(part).lstrip())
         _, rest = cut_at_original(self.full_text)
         if rest:
             body = rest.split("\n", 1)[1] if "\n" in rest else ""
-            return HeaderParser(policy=email.policy.compat32).parsestr(body.lstrip("\n -"))
+            return HeaderParser().parsestr(body.lstrip("\n -"))
         return None
 
     @cached_property

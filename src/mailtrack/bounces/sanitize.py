@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import email.policy
 import itertools
 import re
 from email.message import Message
@@ -88,7 +87,7 @@ _BOUNDARY_LINE = re.compile(rb"(?m)^--([^\s]{1,200}?)\r?$")
 
 def parse_bytes(raw: bytes) -> Message:
     """Parse; when a multipart's declared boundary never occurs (anonymised copies), use the body's."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = email.message_from_bytes(raw)  # compat32, the default: fast and lenient
     if msg.get_content_maintype() != "multipart" or isinstance(msg.get_payload(), list):
         return msg
     declared = msg.get_boundary()
@@ -102,4 +101,4 @@ def parse_bytes(raw: bytes) -> Message:
     if actual.endswith(b"--"):
         actual = actual[:-2]
     fixed = raw[:head_end].replace(declared.encode("latin-1", "replace"), actual, 1) + body
-    return email.message_from_bytes(fixed, policy=email.policy.compat32)
+    return email.message_from_bytes(fixed)  # compat32, the default: fast and lenient
