@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from mailtrack.bounces.addresses import find_addresses
 from mailtrack.bounces.detectors import DETECTORS
 from mailtrack.bounces.message import Returned
@@ -32,8 +30,11 @@ def _parse(raw: bytes) -> Report:
             report = found
             report.engine = name
             break
+    senders: set[str] | None = None
     for recipient in report.recipients:
-        _about_sender(msg, recipient)
+        if recipient.reason in _ADDRESS_REASONS:
+            senders = sender_domains(msg) if senders is None else senders
+            _about_sender(senders, recipient)
     report.original_message_id = msg.original_message_id
     report.mailtrack_id = msg.mailtrack_id
     report.envelope_hints = msg.envelope_hints
@@ -49,14 +50,27 @@ def sender_domains(msg: Returned) -> set[str]:
     return found
 
 
-def _about_sender(msg: Returned, recipient: RecipientResult) -> None:
+def _about_sender(senders: set[str], recipient: RecipientResult) -> None:
     """A 5xx "unknown" that names the sender's domain (and not the recipient's) says nothing of the recipient."""
     if recipient.reason not in _ADDRESS_REASONS or not recipient.address or "@" not in recipient.address:
         return
     text = recipient.diagnostic.lower()
     own = recipient.address.rsplit("@", 1)[1].lower()
     # "<someone@sender.example>... User unknown" is an alias of the recipient there, not the sender's domain
-    named = [d for d in sender_domains(msg) if d != own and re.search(rf"(?<![@\w.-]){re.escape(d)}\b", text)]
+    named = [d for d in senders if d != own and _names_domain(text, d)]
     if named and own not in text:
         recipient.reason, recipient.hard, recipient.confidence = "rejected", False, "high"
         recipient.evidence["decided by"] = f"the failure names the sender's domain {named[0]}, not the recipient's"
+
+
+def _names_domain(text: str, domain: str) -> bool:
+    """True when the text names the domain on its own (not as part of an address or a longer name)."""
+    at = text.find(domain)
+    while at != -1:
+        before = text[at - 1] if at else " "
+        end = at + len(domain)
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before in "@.-_") and not (after.isalnum() or after in "-_"):
+            return True
+        at = text.find(domain, at + 1)
+    return False
