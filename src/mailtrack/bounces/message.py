@@ -338,6 +338,8 @@ def _is_attachment(part: Message) -> bool:
 
 
 def _decode_header(value: str) -> str:
+    if "=?" not in value:
+        return value  # no encoded words: nothing to decode
     try:
         pieces = email.header.decode_header(value)
     except (ValueError, LookupError, TypeError):  # pragma: no cover - defensive
