@@ -24,6 +24,9 @@ FAMILIES: dict[str, list[Row]] = {
     "text-only": [
         ("text-exim-continuation.eml", "bounce", [("carol@example.org", "user_unknown", True)]),
         ("text-exim-continuation-full.eml", "bounce", [("dave@example.org", "mailbox_full", False)]),
+        ("text-exim-folded-rcpt.eml", "bounce", [("kurt@example.nl", "user_unknown", True)]),
+        ("text-sendmail-host-unknown.eml", "bounce", [("lars@gone.example", "host_unknown", True)]),
+        ("text-transcript-only.eml", "bounce", [("mona@example.com", "user_unknown", True)]),
         ("text-domino-de.eml", "bounce", [("erika@example.de", "user_unknown", True)]),
         ("text-domino-fr.eml", "bounce", [("jean@example.fr", "user_unknown", True)]),
         ("text-notes-mailbox-full.eml", "bounce", [("ivan@example.com", "mailbox_full", False)]),

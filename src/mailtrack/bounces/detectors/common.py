@@ -133,7 +133,7 @@ def address_blocks(
     leads: list[tuple[int, str]] = []
     for index in range(start, stop):
         address = lead_address(lines[index])
-        if address:
+        if address and not (leads and _continues(lines, leads[-1], index, address)):
             leads.append((index, address))
     blocks: list[tuple[str, str]] = []
     for number, (index, address) in enumerate(leads):
@@ -146,6 +146,22 @@ def address_blocks(
             body.append(line)
         blocks.append((address, "\n".join(body).strip()))
     return blocks
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _continues(lines: list[str], lead: tuple[int, str], index: int, address: str) -> bool:
+    """An address-led line inside the current block's reply, not a new recipient.
+
+    Exim folds "SMTP error from remote mail server after RCPT TO:" and puts "<a@b>: 550 ..." on
+    the next, deeper-indented line; a repeat of the block's own address is never a new block.
+    """
+    if address.lower() == lead[1].lower() and index - lead[0] < 20:
+        return True
+    previous = lines[index - 1].rstrip() if index > lead[0] else ""
+    return _indent(lines[index]) > _indent(lines[lead[0]]) and previous.endswith(":") and index - lead[0] < 20
 
 
 def reply_line(block: str) -> str:
