@@ -63,6 +63,11 @@ def part_text(part: Message, also: Callable[[], tuple[str, ...]] = tuple) -> str
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def decode_bytes(payload: bytes, charsets: tuple[str, ...] = ()) -> str:
+    """Bytes of no declared charset: JIS, UTF-8, one of the message's charsets, else with replacements."""
+    return _decode(payload, "", lambda: charsets)
+
+
 def _decode(payload: bytes, charset: str, also: Callable[[], tuple[str, ...]] = tuple) -> str:
     """Declared charset, else UTF-8, else another one the message declares, else replacements, else Latin-1.
 

@@ -7,7 +7,7 @@ from email.message import Message
 
 from mailtrack.bounces.addresses import clean_address, find_addresses, is_system_address
 from mailtrack.bounces.detectors.common import candidate, failed_recipients_header, own_addresses
-from mailtrack.bounces.message import MAX_RECIPIENTS, Returned, part_text
+from mailtrack.bounces.message import MAX_RECIPIENTS, Returned, decode_bytes, part_text
 from mailtrack.bounces.model import Kind, RecipientResult, Report
 from mailtrack.bounces.results import result, status_of, text_near, tidy
 
@@ -52,24 +52,24 @@ def parse_fields(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-def _blocks_of(part: Message) -> list[dict[str, str]]:
+def _blocks_of(part: Message, charsets: tuple[str, ...] = ()) -> list[dict[str, str]]:
     payload = part.get_payload()
     if isinstance(payload, list):
         text = "\n\n".join(
-            "\n".join(f"{k}: {_header_text(v)}" for k, v in sub.items()) for sub in payload if isinstance(sub, Message)
+            "\n".join(f"{k}: {field_text(v, charsets)}" for k, v in sub.raw_items())
+            for sub in payload
+            if isinstance(sub, Message)
         )
         return parse_fields(text)
-    return parse_fields(part_text(part))
+    return parse_fields(part_text(part, lambda: charsets))
 
 
-def _header_text(value: object) -> str:
+def field_text(value: object, charsets: tuple[str, ...] = ()) -> str:
+    """A DSN field as text: 8-bit bytes (UTF-8, or a charset the message declares) and JIS decoded."""
     text = str(value)
-    if "\x1b$" in text:  # raw ISO-2022-JP in a field
-        try:
-            return text.encode("latin-1").decode("iso-2022-jp")
-        except (UnicodeError, LookupError):
-            return text
-    return text
+    if text.isascii() and "\x1b" not in text:
+        return text
+    return decode_bytes(text.encode("ascii", "surrogateescape") if not text.isascii() else text.encode(), charsets)
 
 
 def _is_recipient_block(block: dict[str, str]) -> bool:
@@ -166,12 +166,12 @@ def overall(results: list[RecipientResult]) -> tuple[Kind, list[RecipientResult]
 def detect(msg: Returned) -> Report | None:
     blocks: list[dict[str, str]] = []
     for part in msg.parts_of("message/delivery-status", "message/global-delivery-status"):
-        blocks.extend(_blocks_of(part))
+        blocks.extend(_blocks_of(part, msg.charsets))
     if not any(_is_recipient_block(b) for b in blocks) and "delivery-status" in msg.searchable_lower:
         # A bounce forwarded as an attachment still reports on our message.
         for part in msg.nested_parts:
             if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
-                blocks.extend(_blocks_of(part))
+                blocks.extend(_blocks_of(part, msg.charsets))
     if not any(_is_recipient_block(b) for b in blocks):
         # Some MTAs put the DSN fields into a text part instead.
         for part in msg.text_parts:
