@@ -65,6 +65,9 @@ FOREIGN: tuple[tuple[str, tuple[str, ...]], ...] = (
         "邮箱已满", "邮箱空间不足", "信箱已满", "信箱已滿", "郵箱已滿", "邮箱容量", "空间不足",
         "メールボックスがいっぱい", "メールボックスが一杯", "容量オーバー", "容量超過", "容量を超え",
         "メールボックス容量",
+        # stems of "the recipient's mailbox is full" in Exchange's localised reports
+        "postfach des empfängers ist voll", "est pleine", "está lleno", "está llena", "está cheia",
+        "переполнен", "容量已满", "存储空间已满",
     )),
     ("suspended", (
         "konto deaktiviert", "konto ist deaktiviert", "konto gesperrt", "konto wurde gesperrt",
@@ -76,6 +79,8 @@ FOREIGN: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ящик заблокирован", "ящик отключен",
         "帐户已被禁用", "账户已被禁用", "账户已停用", "帐户已停用", "帳戶已停用", "账号已冻结", "账户被冻结",
         "アカウントが無効", "アカウントは無効", "アカウントが停止", "利用停止",
+        "deaktiviert", "gesperrt", "désactivé", "deshabilitad", "desactivad", "desativad",
+        "заблокирован", "отключен", "已禁用", "被禁用", "已停用", "已冻结", "無効になって",
     )),
     ("host_unknown", (
         "domäne existiert nicht", "domain existiert nicht", "unbekannte domain",
@@ -99,6 +104,10 @@ FOREIGN: tuple[tuple[str, tuple[str, ...]], ...] = (
         "账户不存在", "账号不存在", "无此用户", "查无此人",
         "宛先不明", "存在しない", "ユーザが存在しません", "ユーザーが存在しません", "そのようなユーザー",
         "不明なユーザー", "登録されていません", "ディレクトリのリストにありません", "ディレクトリにありません",
+        # stems of "unknown" / "was not found" (Exchange's localised "the address wasn't found")
+        "wurde nicht gefunden", "nicht gefunden", "unbekannt", "introuvable", "inconnu", "no se encontró",
+        "no se encuentra", "desconocid", "inexistente", "não foi encontrad", "não encontrad", "desconhecid",
+        "не найден", "неизвестн", "不存在", "找不到", "未找到", "見つかりません",
     )),
 )  # fmt: skip
 
