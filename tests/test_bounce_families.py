@@ -71,6 +71,7 @@ FAMILIES: dict[str, list[Row]] = {
         ("dsn-wrapped-quota.eml", "bounce", [("walt@example.org", "mailbox_full", False)]),
         ("ses-wrapped-quota.eml", "bounce", [("xena@example.com", "mailbox_full", False)]),
         ("ses-undetermined.eml", "bounce", [("yuri@example.com", "undefined", None)]),
+        ("ses-noemail.eml", "bounce", [("zoe@example.com", "user_unknown", True)]),
     ],
     # 5. recipient fallbacks, quoted local parts exact
     "recipients": [
