@@ -197,12 +197,14 @@ def test_accuracy_table(corpus: Result) -> None:
     t = corpus.overall
     assert t.messages >= 455
     # Thresholds: what the parser reaches today minus a small margin.
-    assert t.share(t.recipients_ok, t.messages) >= 0.97
-    assert t.share(t.kind_ok, t.messages) >= 0.98
-    assert t.share(t.hard_ok, t.hard_total) >= 0.90
+    assert t.share(t.recipients_ok, t.messages) >= 0.985
+    assert t.share(t.kind_ok, t.messages) >= 0.995
+    assert t.share(t.hard_ok, t.hard_total) >= 0.915
     adjusted = t.adjusted
-    assert adjusted["recipients"][0] / adjusted["recipients"][1] >= 0.98
-    assert adjusted["hard"][0] / adjusted["hard"][1] >= 0.98
+    assert adjusted["recipients"][0] / adjusted["recipients"][1] >= 0.99
+    assert adjusted["hard"][0] / adjusted["hard"][1] >= 0.995
+    # undetermined is an answer, but a rare one: most reports say what happened
+    assert t.share(t.undetermined, t.failed) <= 0.15
 
 
 def test_every_message_is_fast(corpus: Result) -> None:

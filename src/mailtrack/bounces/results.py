@@ -122,7 +122,7 @@ def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind 
         if reason == "undefined":
             basis = f"nothing: no phrase recognised, code {code or 'none'} names no cause"
         confidence = "low"
-    if not is_specific(code):
+    if not is_specific(code) and reason in ("user_unknown", "host_unknown"):
         refined = _refine(reason, normalise_text(diagnostic + " " + context))
         if refined != reason:
             reason, basis = refined, f"{basis}, but the refusal came after MAIL FROM or DATA"

@@ -47,7 +47,7 @@ def _scan(lines: list[str], start: int, own: set[str]) -> list[tuple[str | None,
     found: list[tuple[str | None, str]] = []
     for index in range(start, len(lines)):
         line = lines[index]
-        if QUOTED_HEADER.match(line):
+        if "@" not in line or QUOTED_HEADER.match(line):
             continue
         if len(found) >= MAX_RECIPIENTS:
             break
