@@ -35,6 +35,7 @@ FAMILIES: dict[str, list[Row]] = {
         ("text-dma-host-unknown.eml", "bounce", [("hana@nowhere.example", "host_unknown", True)]),
         ("text-mailing-list-loop.eml", "bounce", [("sales-team@lists.example.org", "network_error", False)]),
         ("text-mailing-list-not-member.eml", "bounce", [("staff@lists.example.org", "rejected", False)]),
+        ("text-qmail-list-loop.eml", "bounce", [("news@lists.example.org", "network_error", False)]),
     ],
     # 2. non-English phrasings, every declared charset decoded (and JIS with none declared)
     "non-english": [
@@ -86,6 +87,7 @@ FAMILIES: dict[str, list[Row]] = {
         ("arf-opt-out.eml", "unsubscribe", [("cleo@isp.example.net", "unsubscribe", False)]),
         ("apple-unsubscribe.eml", "unsubscribe", [("dana@example.com", "unsubscribe", False)]),
         ("arf-no-recipient.eml", "complaint", []),
+        ("pt-autoreply.eml", "autoreply", [("rita@example.com.br", "vacation", False)]),
     ],
 }
 
