@@ -30,7 +30,9 @@ FIRST: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("on_hold", ("on hold", "is held", "held for", "quarantined")),
     ("mailbox_full", ("exceeding their quota", "overquota", "over-quota", "quota violation", "exceeds their quota")),
-    ("network_error", ("message looping", "message is looping", "looping detected", "loop detected", "loop alert", "looped")),
+    ("network_error", (
+        "message looping", "message is looping", "looping detected", "loop detected", "loop alert", "looped",
+    )),
     ("suspended", (
         "account disabled", "account is disabled", "account has been disabled", "account is inactive",
         "account has been suspended", "mailbox disabled", "mailbox is disabled", "user disabled",
