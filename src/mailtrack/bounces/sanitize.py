@@ -18,7 +18,14 @@ _HEADER_LINE = re.compile(rb"[!-9;-~]{1,76}:")
 
 
 def split_messages(raw: bytes) -> bytes:
-    """The first message of the input: mbox "From " line dropped, a second mbox message cut off, capped."""
+    """The first message of the input: mbox "From " line dropped, a second mbox message cut off, capped.
+
+    The body of the returned original (after its headers) is dropped too: nothing reads it.
+    """
+    return _skip_original_body(_first_message(raw))
+
+
+def _first_message(raw: bytes) -> bytes:
     raw = _cap_content_types(_cap_nesting(_cap_lines(raw[:MAX_RAW])))
     if raw.startswith(b"From "):
         raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
@@ -32,6 +39,33 @@ def split_messages(raw: bytes) -> bytes:
             return raw[:cut]
         cut = raw.find(b"\nFrom ", cut + 1)
     return raw
+
+
+_REPORTS = (b"delivery-status", b"feedback-report", b"multipart/report", b"message/rfc822", b"message/global")
+
+
+def _skip_original_body(raw: bytes) -> bytes:
+    """Cut the input after the headers of an attached original (message/rfc822), when nothing follows.
+
+    Detectors read the original's headers only; its body (often the largest part, attachments
+    and all) would be parsed for nothing. Kept whole when a report part follows the original or
+    the original is itself a report (a bounce forwarded as an attachment).
+    """
+    low = raw.lower()
+    at = low.find(b"message/rfc822")
+    if at == -1:
+        at = low.find(b"message/global")
+    if at == -1 or b"content-type:" not in low[max(0, low.rfind(b"\n", 0, at)) : at]:
+        return raw
+    part_head = _BLANK_LINE.search(raw, at)
+    if part_head is None:
+        return raw
+    inner_head = _BLANK_LINE.search(raw, part_head.end())
+    if inner_head is None or any(word in low[at + 14 :] for word in _REPORTS[:2]):
+        return raw
+    if any(word in low[part_head.end() : inner_head.start()] for word in _REPORTS):
+        return raw
+    return raw[: inner_head.end()]
 
 
 def _cap_lines(raw: bytes) -> bytes:
