@@ -59,6 +59,7 @@ FAMILIES: dict[str, list[Row]] = {
         ("dsn-malformed-ns-reply.eml", "bounce", [("nina@example.net", "network_error", False)]),
         ("dsn-host-not-found.eml", "bounce", [("max@nonexistent.example", "host_unknown", True)]),
         ("dsn-account-disabled.eml", "bounce", [("oscar@example.com", "suspended", False)]),
+        ("dsn-gmail-disabled.eml", "bounce", [("ulla@example.com", "suspended", False)]),
         ("dsn-on-hold.eml", "bounce", [("paula@example.com", "on_hold", False)]),
         ("dsn-inactive-address.eml", "bounce", [("quinn@example.com", "user_unknown", True)]),
         ("dsn-user-not-exist.eml", "bounce", [("rosa@example.cn", "user_unknown", True)]),

@@ -36,6 +36,7 @@ FIRST: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("suspended", (
         "account disabled", "account is disabled", "account has been disabled", "account is inactive",
         "account has been suspended", "mailbox disabled", "mailbox is disabled", "user disabled",
+        "tried to reach is disabled", "address is disabled", "recipient is disabled",
     )),
     ("user_unknown", (
         "inactive email address", "inactive e-mail address", "email address is inactive", "inactive address",
