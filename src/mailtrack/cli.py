@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -30,7 +29,31 @@ def _store(config: Config) -> Any:
         raise click.ClickException(str(e)) from e
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Imports the modules of _register_optional only when a command is looked for (start-up time)."""
+
+    pending: list[tuple[str, str]] = []
+
+    def _load(self, until: str | None = None) -> None:
+        from importlib import import_module
+
+        while self.pending and (until is None or until not in self.commands):
+            module, attr = self.pending.pop(0)
+            try:
+                self.add_command(getattr(import_module(module), attr))
+            except (ImportError, AttributeError):
+                continue
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._load(until=name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="MAILTRACK_CONFIG",
               help="TOML file with settings (environment variables MAILTRACK_* win).")
 @click.version_option(package_name="mailtrack")
@@ -68,6 +91,8 @@ def serve(ctx: click.Context, roles: tuple[str, ...]) -> None:
 
 def _run_loop(coro: Any) -> Any:
     """Run on uvloop when installed (uvicorn[standard] brings it): about twice the HTTP throughput."""
+    import asyncio  # here, not at the top: start-up time of the short commands
+
     try:
         import uvloop
     except ImportError:
@@ -193,11 +218,9 @@ def apikey_revoke(ctx: click.Context, key_id: str) -> None:
 
 
 def _register_optional() -> None:
-    """Commands that live with their component."""
-    from importlib import import_module
-
+    """Commands that live with their component (imported when first looked for, in this order)."""
     for module, attr in (
-        ("mailtrack.inbound.command", "bounce"),  # `bounce parse` plus the operator's list / show
+        ("mailtrack.bounces.command", "bounce"),  # parse / explain; list / show attach from inbound.command
         ("mailtrack.simulator.command", "simulator_command"),
         ("mailtrack.cli_mail", "send"),
         ("mailtrack.cli_mail", "status"),
@@ -210,11 +233,7 @@ def _register_optional() -> None:
         ("mailtrack.ops.command", "restore_command"),
         ("mailtrack.ops.command", "purge_command"),
     ):
-        try:
-            cmd = getattr(import_module(module), attr)
-        except (ImportError, AttributeError):
-            continue
-        main.add_command(cmd)
+        _LazyGroup.pending.append((module, attr))
 
 
 _register_optional()
