@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..errors import MailtrackError
-from ..store import accounts, queries
+from ..store import accounts, queries, suppressions
 from ..store import web as web_store_q
 from ..store.db import Store
+from . import timeline
 from .auth import (
     CSRF_FIELD,
     PRELOGIN_COOKIE,
@@ -133,20 +135,53 @@ def parse_filters(params: dict[str, str]) -> tuple[web_store_q.ListFilter, int, 
     return f, pg, errors
 
 
+def _pager(page_no: int, pages: int) -> list[int | None]:
+    """Page numbers to link: the first, the last and two either side of this one (None is a gap)."""
+    want = sorted({1, pages, *range(max(1, page_no - 2), min(pages, page_no + 2) + 1)} - {0})
+    out: list[int | None] = []
+    for n in want:
+        if out and out[-1] is not None and n - out[-1] > 1:
+            out.append(None)
+        out.append(n)
+    return out
+
+
 @router.get("/emails", response_model=None)
 def email_list(request: Request, user: WebUser = Depends(current_user), store: Store = Depends(web_store)) -> Response:
     params = dict(request.query_params)
     f, pg, errors = parse_filters(params)
-    items: list[dict[str, object]] = []
+    cursor: web_store_q.Cursor | None = None
+    if params.get("at"):
+        try:
+            cursor = web_store_q.Cursor.parse(params["at"])
+        except ValueError as e:
+            errors.append(str(e))
+    items: list[dict[str, Any]] = []
     more = False
+    total = 0
     with store.read() as conn:
         clients = accounts.list_clients(conn, user.account_id)
         if not errors:
+            total = web_store_q.count_emails(conn, user.account_id, f)
             items, more = web_store_q.email_rows(conn, user.account_id, f, limit=PAGE_SIZE,
-                                                 offset=(pg - 1) * PAGE_SIZE)
-    keep = {k: v for k, v in params.items() if k != "page" and v}
+                                                 offset=(pg - 1) * PAGE_SIZE, cursor=cursor)
+    newer = older = None
+    if cursor is not None and cursor.newer:
+        pg = pg if more else 1  # reached the newest page
+        has_newer, has_older = more, True
+    else:
+        has_newer, has_older = pg > 1, more
+    if items and has_newer:
+        first = items[0]
+        newer = web_store_q.Cursor(float(first["created_ts"]), str(first["id"]), newer=True).token()
+    if items and has_older:
+        last = items[-1]
+        older = web_store_q.Cursor(float(last["created_ts"]), str(last["id"])).token()
+    pages = max(1, -(-total // PAGE_SIZE))
+    keep = {k: v for k, v in params.items() if k not in ("page", "at") and v}
     return page(request, "emails.html", status_code=400 if errors else 200, items=items, more=more,
-                page_no=pg, params=keep, clients=clients, errors=errors, page_size=PAGE_SIZE)
+                page_no=pg, params=keep, clients=clients, errors=errors, page_size=PAGE_SIZE, total=total,
+                pages=pages, pager=_pager(pg, pages), newer=newer, older=older)
 
 
 @router.get("/emails/{email_id}", response_model=None)
@@ -155,6 +190,10 @@ def email_page(email_id: str, request: Request, user: WebUser = Depends(current_
     try:
         with store.read() as conn:
             email = queries.get_email(conn, user.account_id, email_id)
+            listed = suppressions.suppressed_among(conn, user.account_id,
+                                                   {r["address"].lower() for r in email["recipients"]})
     except MailtrackError as e:
         return page(request, "error.html", status_code=e.status_code, title="Email not found", message=e.message)
-    return page(request, "email.html", email=email)
+    all_steps = timeline.steps(email["timeline"])
+    return page(request, "email.html", email=email, steps=all_steps, steps_by=timeline.by_recipient(all_steps),
+                listed=listed)

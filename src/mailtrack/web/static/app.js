@@ -13,7 +13,7 @@
   }
 
   // Refresh the #live part of the page while it is visible and nobody is typing in it.
-  function liveRefresh() {
+  function liveRefresh(raw) {
     var seconds = parseInt(document.body.dataset.refresh || "0", 10);
     var live = document.getElementById("live");
     if (!seconds || !live) { return; }
@@ -25,20 +25,52 @@
         .then(function (html) {
           if (!html) { return; }
           var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
-          if (fresh && fresh.innerHTML !== live.innerHTML) {
+          // compare with the server's last HTML (the page's own copy has localised times)
+          if (fresh && fresh.innerHTML !== raw) {
+            raw = fresh.innerHTML;
+            // keep what the reader opened: details stay open (or closed) across the swap
+            var open = {};
+            live.querySelectorAll("details[data-keep]").forEach(function (d) { open[d.dataset.keep] = d.open; });
             live.innerHTML = fresh.innerHTML;
+            live.querySelectorAll("details[data-keep]").forEach(function (d) {
+              if (d.dataset.keep in open) { d.open = open[d.dataset.keep]; }
+            });
             localTimes(live);
           }
-          if (note) { note.textContent = "updated " + new Date().toLocaleTimeString(); }
+          if (note) { note.textContent = "updated " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
         })
         .catch(function () { /* offline for a moment: try again next time */ });
     }, seconds * 1000);
   }
 
-  function autosubmit() {
-    document.querySelectorAll("select[data-autosubmit]").forEach(function (el) {
-      el.addEventListener("change", function () { el.form.submit(); });
+  // Symbol tooltips for keyboard and touch too: focus or tap a row of symbols to read what they mean.
+  function tooltips() {
+    var tip = null;
+    function hide() { if (tip) { tip.remove(); tip = null; } }
+    function show(el) {
+      hide();
+      tip = document.createElement("div");
+      tip.id = "tip";
+      tip.setAttribute("role", "tooltip");
+      tip.textContent = el.getAttribute("data-tip");
+      document.body.appendChild(tip);
+      var r = el.getBoundingClientRect(), w = tip.offsetWidth, h = tip.offsetHeight;
+      var left = Math.max(8, Math.min(r.left, window.innerWidth - w - 8));
+      var top = r.bottom + 6 + h > window.innerHeight ? Math.max(8, r.top - h - 6) : r.bottom + 6;
+      tip.style.left = left + "px";
+      tip.style.top = top + "px";
+    }
+    document.addEventListener("focusin", function (ev) {
+      var el = ev.target.closest && ev.target.closest("[data-tip]");
+      if (el) { show(el); } else { hide(); }
     });
+    document.addEventListener("focusout", hide);
+    document.addEventListener("click", function (ev) {
+      var el = ev.target.closest && ev.target.closest("[data-tip]");
+      if (el) { el.focus(); show(el); } else { hide(); }
+    });
+    document.addEventListener("keydown", function (ev) { if (ev.key === "Escape") { hide(); } });
+    window.addEventListener("scroll", hide, { passive: true });
   }
 
   function confirmForms() {
@@ -56,9 +88,11 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    var live = document.getElementById("live");
+    var raw = live ? live.innerHTML : "";
     localTimes(document);
-    liveRefresh();
-    autosubmit();
+    liveRefresh(raw);
+    tooltips();
     confirmForms();
     copyFields();
   });
