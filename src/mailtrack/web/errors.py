@@ -31,6 +31,15 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
+def _html(request: Request, status: int) -> Response:
+    resp = page(request, "error.html", status_code=status, title=_TITLES[status], message=_MESSAGES[status])
+    # outside the web paths SecurityHeaders does not run; the page still gets the same protection
+    resp.headers.setdefault("content-security-policy", "default-src 'self'")
+    resp.headers.setdefault("x-frame-options", "DENY")
+    resp.headers.setdefault("x-content-type-options", "nosniff")
+    return resp
+
+
 def install(app: FastAPI) -> None:
     """Wrap the JSON handlers already installed: HTML for browsers, the same JSON for everyone else."""
     json_http: Handler | None = app.exception_handlers.get(StarletteHTTPException)
@@ -38,14 +47,13 @@ def install(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if wants_html(request) and exc.status_code in _TITLES:
-            return page(request, "error.html", status_code=exc.status_code, title=_TITLES[exc.status_code],
-                        message=_MESSAGES[exc.status_code])
+            return _html(request, exc.status_code)
         return await _call(json_http, request, exc)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         if wants_html(request):
             log.exception("error on %s", request.url.path, exc_info=exc)
-            return page(request, "error.html", status_code=500, title=_TITLES[500], message=_MESSAGES[500])
+            return _html(request, 500)
         return await _call(json_any, request, exc)
 
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
