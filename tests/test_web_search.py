@@ -4,7 +4,6 @@ total count, page numbers and keyset paging; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from sqlalchemy import update
