@@ -52,6 +52,11 @@ def test_reason_summaries(r: dict[str, Any], summary: str) -> None:
     assert e.raw is None or e.raw == r["reason"] or e.raw.startswith("Listed because")
 
 
+def test_a_complaint_is_said_in_words() -> None:
+    e = explain({**_r("sent", None, "250 ok"), "complained": True})
+    assert e is not None and e.summary == "The recipient marked the email as spam" and e.raw is None
+
+
 def test_sent_hides_the_queued_as_reply() -> None:
     assert explain(_r("sent", None, "250 2.0.0 Ok: queued as 4Bx9")) is None
     assert explain(_r("sent", "250 2.0.0 Ok: queued as 4Bx9")) is None

@@ -115,6 +115,8 @@ def explain(r: Mapping[str, Any]) -> Explained | None:
     """The words for one recipient (a ``store.queries`` or ``store.web`` recipient view)."""
     status = r["status"]
     text = (r.get("reason") or r.get("last_reply") or "").strip()
+    if r.get("complained") and status == "sent":
+        return Explained("feedback", *WORDS["feedback"], None)
     if status == "sent" or (text and _QUEUED_AS.match(text) and status not in ("deferred", "soft_bounce",
                                                                               "hard_bounce")):
         return None  # "250 2.0.0 Ok: queued as 4Bx9" means nothing to a dispatcher

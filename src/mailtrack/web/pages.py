@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,7 +13,7 @@ from ..errors import MailtrackError
 from ..store import accounts, queries, suppressions
 from ..store import web as web_store_q
 from ..store.db import Store
-from . import timeline
+from . import timeline, zones
 from .auth import (
     CSRF_FIELD,
     PRELOGIN_COOKIE,
@@ -91,15 +91,8 @@ def logout(_form: object = Depends(checked_form)) -> RedirectResponse:
     return resp
 
 
-def _day(value: str, name: str) -> float:
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        raise ValueError(f"{name} must be a date like 2024-05-31, got {value!r}") from None
-
-
-def parse_filters(params: dict[str, str]) -> tuple[web_store_q.ListFilter, int, list[str]]:
-    """Filters from the query string; problems come back as messages, never as a 500."""
+def parse_filters(params: dict[str, str], tz: tzinfo = UTC) -> tuple[web_store_q.ListFilter, int, list[str]]:
+    """Filters from the query string (days in the reader's zone); problems come back as messages, never a 500."""
     errors: list[str] = []
     f = web_store_q.ListFilter(
         source_reference=params.get("reference", "").strip() or None,
@@ -117,15 +110,17 @@ def parse_filters(params: dict[str, str]) -> tuple[web_store_q.ListFilter, int, 
             f.status = status
         else:
             errors.append(f"unknown status {status!r}")
-    for key in ("since", "until"):
+    for key, label in (("since", "From"), ("until", "To")):
         if params.get(key):
             try:
-                t = _day(params[key], key)
-            except ValueError as e:
-                errors.append(str(e))
+                t = zones.day_start(params[key], label, tz)
+                if key == "until":  # inclusive: up to the next midnight in this zone (23 or 25 hours on DST days)
+                    nxt = datetime.strptime(params[key], "%Y-%m-%d") + timedelta(days=1)
+                    t = zones.day_start(f"{nxt:%Y-%m-%d}", label, tz)
+            except (ValueError, OverflowError) as e:
+                errors.append(str(e) if isinstance(e, ValueError) else f"{label} is out of range")
                 continue
-            # 'until' is inclusive: the whole day counts
-            setattr(f, key, t if key == "since" else t + timedelta(days=1).total_seconds())
+            setattr(f, key, t)
     raw_page = params.get("page", "") or "1"
     pg = 1
     if raw_page.isascii() and raw_page.isdigit() and 0 < int(raw_page) <= 100_000:
@@ -149,7 +144,7 @@ def _pager(page_no: int, pages: int) -> list[int | None]:
 @router.get("/emails", response_model=None)
 def email_list(request: Request, user: WebUser = Depends(current_user), store: Store = Depends(web_store)) -> Response:
     params = dict(request.query_params)
-    f, pg, errors = parse_filters(params)
+    f, pg, errors = parse_filters(params, zones.of(request))
     cursor: web_store_q.Cursor | None = None
     if params.get("at"):
         try:

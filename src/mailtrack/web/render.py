@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from ..domain.status import DESCRIPTIONS, LABELS, Status
-from . import explain, symbols
+from . import explain, symbols, zones
 from .auth import CSRF_FIELD, csrf_token
 
 HERE = Path(__file__).resolve().parent
@@ -114,10 +114,8 @@ def time_tag(iso_text: str | None) -> Markup:
 
 
 def when(iso_text: str | None) -> str:
-    """'2024-05-01T14:03:22.123Z' → '2024-05-01 14:03:22 UTC' (the browser localises it)."""
-    if not iso_text:
-        return ""
-    return iso_text[:19].replace("T", " ") + " UTC"
+    """A time in the reader's zone, with the zone's label: '2024-05-02 00:03:22 AEST'."""
+    return zones.when(iso_text)
 
 
 def _env() -> Environment:
@@ -146,7 +144,13 @@ def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTM
     user = getattr(request.state, "web_user", None)
     if user is not None:
         ctx.setdefault("csrf", csrf_token(request.app.state.web_secret, user.nonce))
-    html = ENV.get_template(name).render(request=request, user=user, path=request.url.path, **ctx)
+    tz = zones.of(request)
+    token = zones.CURRENT.set(tz)
+    try:
+        html = ENV.get_template(name).render(request=request, user=user, path=request.url.path,
+                                             tz_name=zones.name_of(tz), **ctx)
+    finally:
+        zones.CURRENT.reset(token)
     return HTMLResponse(html, status_code=status_code)
 
 

@@ -2,14 +2,15 @@
 (function () {
   "use strict";
 
-  function localTimes(root) {
-    root.querySelectorAll("time[datetime]").forEach(function (el) {
-      var d = new Date(el.getAttribute("datetime"));
-      if (isNaN(d.getTime())) { return; }
-      el.title = el.textContent;
-      el.textContent = d.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric",
-        hour: "2-digit", minute: "2-digit", second: "2-digit" });
-    });
+  // The pages show times in the zone of the mt_tz cookie: follow this browser's zone unless one was chosen.
+  function followBrowserZone() {
+    var zone;
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+    if (!zone || /(?:^|; )mt_tz_chosen=1/.test(document.cookie)) { return; }
+    var m = document.cookie.match(/(?:^|; )mt_tz=([^;]*)/);
+    if (!m || decodeURIComponent(m[1]) !== zone) {
+      document.cookie = "mt_tz=" + encodeURIComponent(zone) + "; path=/; max-age=34560000; samesite=lax";
+    }
   }
 
   // Refresh the #live part of the page while it is visible and nobody is typing in it.
@@ -35,7 +36,6 @@
             live.querySelectorAll("details[data-keep]").forEach(function (d) {
               if (d.dataset.keep in open) { d.open = open[d.dataset.keep]; }
             });
-            localTimes(live);
           }
           if (note) { note.textContent = "updated " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
         })
@@ -90,7 +90,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     var live = document.getElementById("live");
     var raw = live ? live.innerHTML : "";
-    localTimes(document);
+    followBrowserZone();
     liveRefresh(raw);
     tooltips();
     confirmForms();
