@@ -92,7 +92,8 @@ def reason_badge(r: dict[str, Any]) -> Markup:
     """A status badge whose tooltip says the recipient's reason in plain words."""
     words = explain.summary(r)
     label = LABELS.get(r["status"], r["status"])
-    tip = f"{label}: {words}" if words else DESCRIPTIONS.get(r["status"], "")
+    desc = DESCRIPTIONS.get(r["status"], "")
+    tip = f"{label}: {words}. {desc}" if words else desc
     return Markup(  # noqa: S704
         f'<span class="badge b-{escape(r["status"])}" title="{escape(tip)}">{escape(label)}</span>')
 
