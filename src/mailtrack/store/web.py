@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, exists, func, or_, select
 
 from ..domain.status import summarize
 from .queries import iso
-from .schema import clients, emails, recipients
+from .schema import clients, emails, inbound_messages, recipients
 
 
 @dataclass
@@ -147,3 +147,20 @@ def email_rows(
         })
     return out, more
 
+
+
+def recipient_message(conn: Connection, account_id: int, email_id: str, recipient_id: str) -> dict[str, Any] | None:
+    """One recipient of one of the account's emails, with the email row and its attachments (None if not)."""
+    from .delivery import load_emails
+
+    r = conn.execute(select(recipients.c.id, recipients.c.address, recipients.c.kind, recipients.c.status).where(
+        recipients.c.id == recipient_id, recipients.c.email_id == email_id,
+        recipients.c.account_id == account_id)).mappings().first()
+    if r is None:
+        return None
+    [(row, atts)] = load_emails(conn, {email_id}).values()
+    reports = [dict(m) for m in conn.execute(
+        select(inbound_messages.c.id, inbound_messages.c.received_at, inbound_messages.c.mail_from,
+               inbound_messages.c.kind, inbound_messages.c.raw)
+        .where(inbound_messages.c.recipient_id == recipient_id).order_by(inbound_messages.c.id)).mappings()]
+    return {"recipient": dict(r), "email": row, "attachments": atts, "reports": reports}
