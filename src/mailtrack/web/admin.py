@@ -41,6 +41,9 @@ def _back(path: str, notice: str, **params: str) -> RedirectResponse:
 
 
 def _notice(request: Request) -> str | None:
+    if request.query_params.get("notice") == "unsuppressed-many":
+        n = request.query_params.get("n", "0")
+        return f"{n if n.isdigit() else 0} address(es) removed from the suppression list."
     return NOTICES.get(request.query_params.get("notice", ""))
 
 

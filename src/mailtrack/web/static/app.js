@@ -73,11 +73,11 @@
     window.addEventListener("scroll", hide, { passive: true });
   }
 
+  // delegated, so forms that arrive with a live refresh ask too
   function confirmForms() {
-    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-      form.addEventListener("submit", function (ev) {
-        if (!window.confirm(form.dataset.confirm)) { ev.preventDefault(); }
-      });
+    document.addEventListener("submit", function (ev) {
+      var form = ev.target;
+      if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) { ev.preventDefault(); }
     });
   }
 
