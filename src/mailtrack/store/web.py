@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, exists, func, or_, select
 
 from ..domain.status import summarize
 from .queries import iso
-from .schema import clients, emails, inbound_messages, recipients
+from .schema import clients, emails, events, inbound_messages, recipients
 
 
 @dataclass
@@ -164,3 +164,33 @@ def recipient_message(conn: Connection, account_id: int, email_id: str, recipien
                inbound_messages.c.kind, inbound_messages.c.raw)
         .where(inbound_messages.c.recipient_id == recipient_id).order_by(inbound_messages.c.id)).mappings()]
     return {"recipient": dict(r), "email": row, "attachments": atts, "reports": reports}
+
+
+DASHBOARD_TYPES = ("creating", "sent", "deferred", "soft_bounce", "hard_bounce", "rejected", "complained", "opened",
+                   "clicked")
+
+
+def event_buckets(conn: Connection, account_id: int, start: float, size: float, n: int,
+                  source_type: str | None = None) -> dict[str, list[int]]:
+    """Events per type in ``n`` buckets of ``size`` seconds from ``start``; ``opened_human`` and
+    ``clicked_human`` count the hits classified as a person. Grouped in SQL, one query."""
+    from sqlalchemy import Integer, case, cast
+
+    offset = (events.c.at - start) / size
+    bucket = func.floor(offset) if conn.dialect.name == "postgresql" else cast(offset, Integer)  # at >= start
+    human = case((events.c.data_json.contains('"class":"human"'), 1), else_=0)
+    cond: list[Any] = [events.c.account_id == account_id, events.c.at >= start, events.c.at < start + size * n,
+                       events.c.type.in_(DASHBOARD_TYPES)]
+    if source_type:
+        cond.append(events.c.email_id.in_(select(emails.c.id).where(emails.c.account_id == account_id,
+                                                                     emails.c.source_type == source_type)))
+    q = (select(events.c.type, bucket.label("b"), func.count(), func.sum(human))
+         .where(*cond).group_by(events.c.type, bucket))
+    out: dict[str, list[int]] = {t: [0] * n for t in (*DASHBOARD_TYPES, "opened_human", "clicked_human")}
+    for typ, b, count, humans in conn.execute(q):
+        i = int(b)
+        if 0 <= i < n:
+            out[typ][i] += int(count)
+            if typ in ("opened", "clicked"):
+                out[f"{typ}_human"][i] += int(humans or 0)
+    return out
