@@ -398,3 +398,33 @@ def test_browsers_get_html_error_pages_api_keeps_json(page: Any, live: Live) -> 
     resp = page.goto(f"{live.url}/api/v1/no-such-thing")
     assert resp is not None and resp.status == 404
     assert json.loads(page.locator("body").inner_text())["error"]["message"] == "Not Found"
+
+
+def test_live_updates_swap_only_the_changed_rows(page: Any, live: Live) -> None:
+    from mailtrack.store.transitions import Change, record
+    from tests.test_web_seed import seed_every_status as seed
+
+    eid, ids = seed(live.store, live.acct, reference="T-LIVE")
+    sign_in(page, live)
+    page.wait_for_url("**/emails")
+    page.goto(f"{live.url}/emails/{eid}")
+    page.wait_for_function("document.querySelector('.live-note').textContent.startsWith('updated')")  # stream open
+    page.evaluate("""(rid) => {
+        window.stillHere = true;
+        window.keptRow = document.querySelector(`tr[data-key='${rid}']`);
+    }""", ids["sent"])
+    history = page.locator(f"details[data-keep='h-{ids['spooled']}']")
+    history.locator("> summary").click()
+    with live.store.write() as conn:
+        assert record(conn, Change(ids["spooled"], "sent", data={"host": "mx.live.test"})).value == "applied"
+    row = page.locator(f"tr[data-key='{ids['spooled']}'] .badge").first
+    page.wait_for_function("""(rid) => {
+        const b = document.querySelector(`tr[data-key='${rid}'] .badge`);
+        return b && b.textContent === 'Sent';
+    }""", arg=ids["spooled"], timeout=20_000)
+    assert row.inner_text() == "Sent"
+    assert page.evaluate("window.stillHere === true")  # no reload
+    assert page.evaluate("document.contains(window.keptRow)")  # the unchanged row was not rebuilt
+    assert history.evaluate("d => d.open")  # what the reader opened stays open
+    assert "Accepted by the receiving server (mx.live.test)" in history.inner_text()
+    assert page.errors == []

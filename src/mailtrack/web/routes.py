@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import actions, admin, dashboard, errors, message, notes, pages
+from . import actions, admin, dashboard, errors, live, message, notes, pages
 from .auth import CsrfError, LoginRequired, Throttle
 from .render import HERE, SecurityHeaders, page
 
@@ -32,6 +32,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(message.router)
     app.include_router(actions.router)
     app.include_router(dashboard.router)
+    app.include_router(live.router)
     app.include_router(admin.router)
     app.include_router(notes.router)
     app.include_router(notes.api_router)

@@ -13,34 +13,83 @@
     }
   }
 
-  // Refresh the #live part of the page while it is visible and nobody is typing in it.
+  // Keep the #live part of the page current. With data-live, a Server-Sent Events stream says when
+  // something changed and the page fetches itself once; otherwise it polls every data-refresh seconds.
+  // Either way only the [data-key] blocks whose HTML differs are swapped, so open sections stay open
+  // and nothing flickers; when the blocks themselves changed (a new email) the whole part is swapped.
+  function topKeyed(root) {
+    return Array.prototype.filter.call(root.querySelectorAll("[data-key]"), function (el) {
+      return !el.parentElement.closest("[data-key]") || !root.contains(el.parentElement.closest("[data-key]"));
+    });
+  }
+
+  function keepOpen(live, swap) {
+    var open = {};
+    live.querySelectorAll("details[data-keep]").forEach(function (d) { open[d.dataset.keep] = d.open; });
+    swap();
+    live.querySelectorAll("details[data-keep]").forEach(function (d) {
+      if (d.dataset.keep in open) { d.open = open[d.dataset.keep]; }
+    });
+  }
+
   function liveRefresh(raw) {
     var seconds = parseInt(document.body.dataset.refresh || "0", 10);
+    var stream = document.body.dataset.live;
     var live = document.getElementById("live");
-    if (!seconds || !live) { return; }
+    if ((!seconds && !stream) || !live) { return; }
     var note = document.querySelector(".live-note");
-    setInterval(function () {
-      if (document.hidden || live.contains(document.activeElement) && document.activeElement !== document.body) { return; }
+    var busy = false, again = false;
+
+    function stamp() {
+      if (note) { note.textContent = "updated " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+    }
+
+    function apply(fresh) {
+      var html = fresh.innerHTML;
+      if (html === raw) { return; }  // the server's HTML is the same as last time: touch nothing
+      var now = topKeyed(live), next = topKeyed(fresh);
+      var same = now.length === next.length && now.every(function (el, i) { return el.dataset.key === next[i].dataset.key; });
+      var focused = document.activeElement;
+      var typing = focused && focused !== document.body && live.contains(focused) && /^(INPUT|SELECT|TEXTAREA)$/.test(focused.tagName);
+      if (!same && typing) { again = true; return; }  // never rebuild under someone's typing
+      var pending = false;
+      keepOpen(live, function () {
+        if (!same) { live.innerHTML = html; return; }
+        next.forEach(function (el, i) {
+          if (now[i].outerHTML === el.outerHTML) { return; }
+          if (typing && now[i].contains(focused)) { pending = true; return; }
+          now[i].replaceWith(document.importNode(el, true));
+        });
+      });
+      if (pending) { again = true; } else { raw = html; }
+    }
+
+    function refresh() {
+      if (busy) { again = true; return; }
+      busy = true;
       fetch(location.href, { credentials: "same-origin", headers: { "X-Mailtrack-Refresh": "1" } })
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (html) {
           if (!html) { return; }
           var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
-          // compare with the server's last HTML (the page's own copy has localised times)
-          if (fresh && fresh.innerHTML !== raw) {
-            raw = fresh.innerHTML;
-            // keep what the reader opened: details stay open (or closed) across the swap
-            var open = {};
-            live.querySelectorAll("details[data-keep]").forEach(function (d) { open[d.dataset.keep] = d.open; });
-            live.innerHTML = fresh.innerHTML;
-            live.querySelectorAll("details[data-keep]").forEach(function (d) {
-              if (d.dataset.keep in open) { d.open = open[d.dataset.keep]; }
-            });
-          }
-          if (note) { note.textContent = "updated " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+          if (fresh) { apply(fresh); }
+          stamp();
         })
-        .catch(function () { /* offline for a moment: try again next time */ });
-    }, seconds * 1000);
+        .catch(function () { /* offline for a moment: the next change or tick tries again */ })
+        .then(function () {
+          busy = false;
+          if (again) { again = false; setTimeout(refresh, 500); }
+        });
+    }
+
+    if (stream && window.EventSource) {
+      var es = new EventSource(stream);
+      es.addEventListener("changed", refresh);
+      es.addEventListener("open", stamp);
+      live.addEventListener("focusout", function () { if (again) { again = false; setTimeout(refresh, 100); } });
+      return;
+    }
+    setInterval(function () { if (!document.hidden) { refresh(); } }, seconds * 1000);
   }
 
   // Symbol tooltips for keyboard and touch too: focus or tap a row of symbols to read what they mean.
