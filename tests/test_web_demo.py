@@ -128,7 +128,7 @@ def screenshots(base: str, key: str, email: str, password: str) -> None:
         page.wait_for_url("**/emails")
         shots = [("emails", "/emails", False), ("email", f"/emails/{listed[0]['id']}", True),
                  ("task-notes", "/tasks/T-1042", True), ("settings", "/settings", False),
-                 ("suppressions", "/suppressions", False)]
+                 ("suppressions", "/suppressions", False), ("dashboard", "/dashboard", False)]
         for name, path, full in shots:
             page.goto(base + path)
             page.screenshot(path=str(docs / f"ui-{name}.png"), full_page=full)
