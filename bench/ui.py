@@ -132,6 +132,9 @@ async def measure(app: Any, key: str, ids: list[str], refs: list[str], n_request
         r = await client.post("/login", data={"email": "bench@ui.test", "password": "bench-password",
                                               "csrf": token})
         assert r.status_code == 303, r.text
+        deep = (await client.get("/emails?page=499")).text
+        older = re.search(r'rel="next" href="\?([^"]+)"', deep)
+        assert older, "no Older link on page 499"
         pages = {
             "baseline: sign-in page (no query)": ["/login"],
             "baseline: JSON GET /api/v1/emails?limit=50": ["/api/v1/emails?limit=50"],
@@ -140,7 +143,9 @@ async def measure(app: Any, key: str, ids: list[str], refs: list[str], n_request
             "task notes /tasks/{ref}": [f"/tasks/{r}" for r in refs],
             "list, status=hard_bounce": ["/emails?status=hard_bounce"],
             "list, client + type filter": ["/emails?client=C-3&source_type=invoice"],
-            "list, page 500": ["/emails?page=500"],
+            "list, page 500 (numbered link: offset)": ["/emails?page=500"],
+            "list, page 500 (Older link: keyset)": ["/emails?" + older.group(1).replace("&amp;", "&")],
+            "list, search q=T-10 (subject/address/ref)": ["/emails?q=T-10"],
         }
         results: dict[str, tuple[float, float]] = {}
         for name, paths in pages.items():

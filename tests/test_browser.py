@@ -16,11 +16,14 @@ import pytest
 from mailtrack.api.app import create_app
 from mailtrack.store import accounts
 from mailtrack.store.db import Store, open_store
+from mailtrack.store.submit import NewRecipient
 from tests.conftest import email_body, make_config
 from tests.test_web_seed import PASSWORD, XSS, add_user, seed_every_status, submit_simple
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+AXE = Path(__file__).resolve().parent / "assets" / "axe.min.js"  # axe-core 4.14.1 (MPL-2.0), vendored
+LONG_ADDR = "accounts.payable.department.north-west-region@" + "very-long-subsidiary-name-" * 3 + "example.test"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 pytestmark = [
     pytest.mark.browser,
@@ -71,6 +74,9 @@ def start_live(tmp: Path) -> tuple[Live, ServerThread]:
         accounts.create_client(conn, acct, "NORTH", "Northwind Logistics", None)
         accounts.create_client(conn, acct, "ACME", "Acme Facilities", None)
     submit_simple(store, acct, 5)
+    # the widest things a phone must show without scrolling sideways
+    submit_simple(store, acct, 1, subject="Quarterly maintenance report for building " + "Nordwestlichehauptstrasse" * 3,
+                  recipients=[NewRecipient("", LONG_ADDR, "to")], source_reference="REF-" + "9" * 60)
     eid, _ = seed_every_status(store, acct, reference="T-7")
     srv = ServerThread(create_app(config.replace(public_url="http://127.0.0.1:0"), store))
     port = srv.start()
@@ -137,19 +143,22 @@ def test_sign_in_wrong_then_right(page: Any, live: Live) -> None:
 def test_list_with_filters(page: Any, live: Live) -> None:
     sign_in(page, live)
     page.wait_for_url("**/emails")
-    assert page.locator("table.list tbody tr").count() == 6
-    page.select_option("select[name=status]", "hard_bounce")  # submits by itself (app.js)
+    assert page.locator("table.list tbody tr").count() == 7
+    page.select_option("select[name=status]", "hard_bounce")
+    page.wait_for_timeout(200)
+    assert "status=" not in page.url  # choosing does not submit (arrow keys must not jump pages)
+    page.click("form.filters button[type=submit]")
     page.wait_for_url("**status=hard_bounce**")
     rows = page.locator("table.list tbody tr")
     assert rows.count() == 1 and "Task sheet T-7" in rows.inner_text()
     page.select_option("select[name=status]", "")
-    page.wait_for_url(lambda u: "status=hard_bounce" not in u)
-    page.fill("input[name=reference]", "INV-0002")
+    page.fill("input[name=q]", "inv-0002")
     page.click("form.filters button[type=submit]")
-    page.wait_for_url("**reference=INV-0002**")
+    page.wait_for_url("**q=inv-0002**")
     assert page.locator("table.list tbody tr").count() == 1
     assert "Invoice INV-0002" in page.locator("table.list tbody").inner_text()
     page.select_option("select[name=source_type]", "task_sheet")
+    page.click("form.filters button[type=submit]")
     page.wait_for_url("**source_type=task_sheet**")
     assert "No emails match" in page.locator("table.list tbody").inner_text()
     assert page.errors == []
@@ -172,8 +181,8 @@ def test_email_page_every_status_and_script_shown_as_text(page: Any, live: Live)
     assert page.locator(".facts").inner_text().count("tracked") >= 1
     tip = page.locator(".badge.b-sent").first.get_attribute("title")
     assert tip is not None and "does not mean a person has read it" in tip
-    page.click("details.legend summary")
-    assert page.locator("details.legend dl.statuses dt").count() == 7
+    assert page.locator("details.legend dl.statuses dt").count() == 7  # the legend is open from the start
+    assert page.locator("details.legend dl.statuses dt").first.is_visible()
     page.wait_for_timeout(300)
     assert page.dialogs == [] and page.errors == []
 
@@ -183,7 +192,7 @@ def test_task_notes_symbols_have_tooltips(page: Any, live: Live) -> None:
     page.goto(f"{live.url}/tasks/T-7")
     head = page.locator(".note-head .sym")
     assert [head.nth(i).get_attribute("data-symbol") for i in range(head.count())] == [
-        "spooling", "sent", "opened", "clicked", "bounced", "rejected", "spam"]
+        "spooling", "sent", "opened", "clicked", "soft_bounce", "hard_bounce", "rejected", "spam"]
     for i in range(head.count()):
         title = head.nth(i).get_attribute("title")
         assert title and head.nth(i).get_attribute("aria-label") == title
@@ -193,7 +202,8 @@ def test_task_notes_symbols_have_tooltips(page: Any, live: Live) -> None:
     assert page.locator(".note-head .sym[data-symbol=opened]").get_attribute("title").startswith("Opened (1 of 7)")
     embed_url = page.locator("input.copy").input_value()
     page.goto(live.url + embed_url)
-    assert page.locator(".note-head .sym").count() == 7 and page.locator("header.top").count() == 0
+    assert page.locator(".note-head .sym").count() == 8 and page.locator("header.top").count() == 0
+    assert page.locator(".legend-mini li").count() == 8  # the legend is in the embed too
     assert page.errors == []
 
 
@@ -241,4 +251,180 @@ def test_add_and_remove_suppression(page: Any, live: Live) -> None:
     assert page.dialogs == [("confirm", "Remove former.tenant@example.test from the suppression list? "
                                         "mailtrack will send to it again.")]
     assert page.locator("tr[data-address='former.tenant@example.test']").count() == 0
+    assert page.errors == []
+
+
+# --- round 2: phones, accessibility, search, reasons, error pages --------------------------------
+
+
+def _signed_in_context(browser: Any, live: Live, **kw: Any) -> tuple[Any, Any]:
+    ctx = browser.new_context(**kw)
+    pg = ctx.new_page()
+    pg.set_default_timeout(10_000)
+    sign_in(pg, live)
+    pg.wait_for_url("**/emails")
+    return ctx, pg
+
+
+def _every_page(live: Live, pg: Any) -> list[str]:
+    pg.goto(f"{live.url}/tasks/T-7")
+    embed = pg.locator("input.copy").input_value()
+    pg.goto(f"{live.url}/emails/{live.email_id}")
+    message = pg.locator("tr[data-recipient='hard-bounce@example.test'] a[href$='/message']").get_attribute("href")
+    return ["/emails", "/emails?q=example.test", f"/emails/{live.email_id}", "/tasks/T-7", "/settings",
+            "/suppressions", embed, "/no-such-page", "/emails?status=nope", message, "/dashboard",
+            "/dashboard?range=30d"]
+
+
+def test_phone_width_nothing_scrolls_sideways(browser: Any, live: Live) -> None:
+    ctx, pg = _signed_in_context(browser, live, viewport={"width": 390, "height": 844}, is_mobile=True,
+                                 has_touch=True, device_scale_factor=2)
+    try:
+        long_email = pg.locator("table.list tbody tr", has_text=LONG_ADDR).locator("td.subject a")
+        long_email.click()
+        pg.wait_for_url("**/emails/*")
+        pages = [pg.url.replace(live.url, ""), *_every_page(live, pg)]
+        for path in pages:
+            pg.goto(live.url + path)
+            width = pg.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{path} is {width} px wide at 390 px"
+        pg.goto(f"{live.url}/emails/{live.email_id}")
+        cards = pg.locator(".rcpt-table tbody tr")
+        assert cards.count() == 7
+        for i in range(cards.count()):
+            box = cards.nth(i).bounding_box()
+            assert box and box["width"] <= 390
+            assert cards.nth(i).evaluate("el => getComputedStyle(el).display") == "block"  # a stacked card
+        reason = pg.locator("tr[data-recipient='soft-bounce@example.test'] td.reason")
+        assert (reason.bounding_box() or {}).get("width", 0) > 250  # no longer squeezed to a few characters
+        pg.goto(f"{live.url}/emails")
+        sign_out = pg.locator("header .signout button")
+        assert sign_out.is_visible() and (sign_out.bounding_box() or {}).get("x", 999) + 10 < 390
+    finally:
+        ctx.close()
+
+
+def test_axe_no_serious_or_critical_violations(browser: Any, live: Live) -> None:
+    # bypass_csp: axe is injected as a script, which the pages' CSP (rightly) refuses
+    ctx, pg = _signed_in_context(browser, live, viewport={"width": 1366, "height": 900}, bypass_csp=True)
+    source = AXE.read_text(encoding="utf-8")
+    try:
+        found: dict[str, list[str]] = {}
+        for width in (1366, 390):
+            pg.set_viewport_size({"width": width, "height": 900})
+            for path in [*_every_page(live, pg), "/login"]:
+                if path == "/login":
+                    ctx.clear_cookies()
+                pg.goto(live.url + path)
+                pg.evaluate(source)
+                result = pg.evaluate("axe.run(document, {resultTypes: ['violations']})")
+                assert len(result["passes"]) > 10, path  # axe really ran its rules on this page
+                bad = [f"{v['id']} ({v['impact']}): {v['nodes'][0]['target']}" for v in result["violations"]
+                       if v["impact"] in ("serious", "critical")]
+                if bad:
+                    found[f"{path} @{width}"] = bad
+            sign_in(pg, live)
+            pg.wait_for_url("**/emails")
+        assert found == {}
+    finally:
+        ctx.close()
+
+
+def test_symbol_tooltips_by_keyboard_and_touch(browser: Any, live: Live) -> None:
+    ctx, pg = _signed_in_context(browser, live, viewport={"width": 390, "height": 844}, is_mobile=True,
+                                 has_touch=True)
+    try:
+        pg.goto(f"{live.url}/tasks/T-7")
+        syms = pg.locator(".note-head .syms")
+        syms.focus()
+        tip = pg.locator("#tip")
+        tip.wait_for(state="visible")
+        assert "Hard bounce (1 of 7)" in tip.inner_text() and "Marked as spam" in tip.inner_text()
+        box = tip.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        pg.keyboard.press("Escape")
+        tip.wait_for(state="detached")
+        pg.locator(".note-rcpts .syms[data-tip]").first.tap()
+        tip.wait_for(state="visible")
+        assert "Opened" in tip.inner_text()
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        ctx.close()
+
+
+def test_search_reasons_and_timeline_words(page: Any, live: Live) -> None:
+    sign_in(page, live)
+    page.wait_for_url("**/emails")
+    for q, want in (("t-7", "Task sheet T-7"), ("HARD-BOUNCE@", "Task sheet T-7"), ("inv-000", "Invoice INV-0004")):
+        page.fill("input[name=q]", q)
+        page.click("form.filters button[type=submit]")
+        page.wait_for_url(f"**q={q.replace('@', '%40')}**")
+        assert want in page.locator("table.list tbody").inner_text(), q
+    assert page.locator(".count").inner_text().startswith("5 emails")  # INV-0000 … INV-0004
+    row = page.locator("table.list tbody tr", has_text="INV-0004")
+    assert row.count() == 1
+    page.goto(f"{live.url}/emails?q=t-7")
+    # the reason in the list, in words
+    assert "Delayed: the receiving server asked us to try again later" in page.locator("table.list tbody").inner_text()
+    page.goto(f"{live.url}/emails/{live.email_id}")
+    hard = page.locator("tr[data-recipient='hard-bounce@example.test'] td.reason")
+    assert "The mailbox does not exist" in hard.inner_text() and "What to do:" in hard.inner_text()
+    sent = page.locator("tr[data-recipient='sent@example.test'] td.reason").inner_text()
+    assert "queued as" not in sent
+    page.locator("tr[data-recipient='rejected@example.test'] .supp-link a").click()
+    page.wait_for_url("**/suppressions?q=rejected%40example.test")
+    assert page.locator("tr[data-address='rejected@example.test']").count() == 1
+    page.goto(f"{live.url}/emails/{live.email_id}")
+    events = page.locator("details.all-events ol.timeline").inner_text()
+    assert "inbound_id" not in events and "delivered" not in events.lower().split("technical details")[0]
+    deferred = page.locator("details.all-events li.t-deferred")
+    assert "Delayed, mailtrack will retry" in deferred.inner_text() and "rejected" not in deferred.inner_text()
+    history = page.locator("details.rcpt-history[data-keep^=h-]").nth(2)  # recipients in order: the third is sent@
+    assert "sent@example.test" in history.locator("> summary").inner_text()
+    assert not history.locator("li.t-opened").is_visible()
+    history.locator("> summary").click()
+    assert "Opened by a person" in history.locator("li.t-opened").inner_text()
+    tech = history.locator("li.t-opened details.data")
+    assert not tech.locator("dl").is_visible()
+    tech.locator("summary").click()
+    assert "User agent" in tech.locator("dl").inner_text()  # technical fields only behind the toggle
+    assert page.errors == []
+
+
+def test_browsers_get_html_error_pages_api_keeps_json(page: Any, live: Live) -> None:
+    resp = page.goto(f"{live.url}/no-such-page")
+    assert resp is not None and resp.status == 404
+    assert page.locator("h1").inner_text() == "Page not found"
+    resp = page.goto(f"{live.url}/api/v1/no-such-thing")
+    assert resp is not None and resp.status == 404
+    assert json.loads(page.locator("body").inner_text())["error"]["message"] == "Not Found"
+
+
+def test_live_updates_swap_only_the_changed_rows(page: Any, live: Live) -> None:
+    from mailtrack.store.transitions import Change, record
+    from tests.test_web_seed import seed_every_status as seed
+
+    eid, ids = seed(live.store, live.acct, reference="T-LIVE")
+    sign_in(page, live)
+    page.wait_for_url("**/emails")
+    page.goto(f"{live.url}/emails/{eid}")
+    page.wait_for_function("document.querySelector('.live-note').textContent.startsWith('updated')")  # stream open
+    page.evaluate("""(rid) => {
+        window.stillHere = true;
+        window.keptRow = document.querySelector(`tr[data-key='${rid}']`);
+    }""", ids["sent"])
+    history = page.locator(f"details[data-keep='h-{ids['spooled']}']")
+    history.locator("> summary").click()
+    with live.store.write() as conn:
+        assert record(conn, Change(ids["spooled"], "sent", data={"host": "mx.live.test"})).value == "applied"
+    row = page.locator(f"tr[data-key='{ids['spooled']}'] .badge").first
+    page.wait_for_function("""(rid) => {
+        const b = document.querySelector(`tr[data-key='${rid}'] .badge`);
+        return b && b.textContent === 'Sent';
+    }""", arg=ids["spooled"], timeout=20_000)
+    assert row.inner_text() == "Sent"
+    assert page.evaluate("window.stillHere === true")  # no reload
+    assert page.evaluate("document.contains(window.keptRow)")  # the unchanged row was not rebuilt
+    assert history.evaluate("d => d.open")  # what the reader opened stays open
+    assert "Accepted by the receiving server (mx.live.test)" in history.inner_text()
     assert page.errors == []

@@ -128,10 +128,13 @@ def screenshots(base: str, key: str, email: str, password: str) -> None:
         page.wait_for_url("**/emails")
         shots = [("emails", "/emails", False), ("email", f"/emails/{listed[0]['id']}", True),
                  ("task-notes", "/tasks/T-1042", True), ("settings", "/settings", False),
-                 ("suppressions", "/suppressions", False)]
+                 ("suppressions", "/suppressions", False), ("dashboard", "/dashboard", False)]
         for name, path, full in shots:
             page.goto(base + path)
-            if name in ("email", "task-notes"):
-                page.click("details.legend summary")
             page.screenshot(path=str(docs / f"ui-{name}.png"), full_page=full)
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                    device_scale_factor=2, storage_state=page.context.storage_state()).new_page()
+        for name, path in (("phone-emails", "/emails"), ("phone-email", f"/emails/{listed[0]['id']}")):
+            phone.goto(base + path)
+            phone.screenshot(path=str(docs / f"ui-{name}.png"))
         browser.close()

@@ -15,6 +15,7 @@ from ..errors import MailtrackError
 from ..store import accounts, suppressions
 from ..store.db import Store
 from ..store.queries import iso
+from . import zones
 from .auth import WebUser
 from .deps import checked_form, current_user, web_store
 from .render import page
@@ -29,6 +30,7 @@ NOTICES = {
     "suppressed": "Address added to the suppression list.",
     "already": "That address was already on the suppression list.",
     "unsuppressed": "Address removed from the suppression list.",
+    "tz-saved": "Time zone saved for this browser.",
 }
 _CHOICES = {"inherit": None, "on": True, "off": False}
 
@@ -39,6 +41,9 @@ def _back(path: str, notice: str, **params: str) -> RedirectResponse:
 
 
 def _notice(request: Request) -> str | None:
+    if request.query_params.get("notice") == "unsuppressed-many":
+        n = request.query_params.get("n", "0")
+        return f"{n if n.isdigit() else 0} address(es) removed from the suppression list."
     return NOTICES.get(request.query_params.get("notice", ""))
 
 
@@ -48,6 +53,7 @@ def _settings_page(request: Request, user: WebUser, store: Store, error: str | N
         account = accounts.get_account(conn, user.account_id)
         clients = accounts.list_clients(conn, user.account_id)
     return page(request, "settings.html", status_code=status_code, track_default=bool(account["track_default"]),
+                zone_names=zones.names(), tz_chosen=request.cookies.get(zones.TZ_CHOSEN_COOKIE) == "1",
                 clients=clients, notice=None if error else _notice(request), error=error)
 
 
@@ -103,6 +109,22 @@ def client_tracking(client_id: int, request: Request, form: FormData = Depends(c
     except ValueError as e:
         return _settings_page(request, user, store, error=str(e), status_code=400)
     return _back("/settings", "client-saved")
+
+
+@router.post("/settings/timezone", response_model=None)
+def set_timezone(request: Request, form: FormData = Depends(checked_form), user: WebUser = Depends(current_user),
+                 store: Store = Depends(web_store)) -> Response:
+    """Fix the zone the pages use (a cookie of this browser), or go back to following the browser's."""
+    choice = str(form.get("tz") or "")
+    resp = _back("/settings", "tz-saved")
+    if choice == "browser":
+        resp.delete_cookie(zones.TZ_CHOSEN_COOKIE)
+        return resp
+    if choice != "UTC" and choice not in zones.names():
+        return _settings_page(request, user, store, error=f"unknown time zone {choice[:64]!r}", status_code=400)
+    resp.set_cookie(zones.TZ_COOKIE, choice, max_age=400 * 86400, samesite="lax")
+    resp.set_cookie(zones.TZ_CHOSEN_COOKIE, "1", max_age=400 * 86400, samesite="lax")
+    return resp
 
 
 # --- suppression list -------------------------------------------------------------------------

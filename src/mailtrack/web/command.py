@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -63,32 +64,61 @@ def user_remove(ctx: click.Context, email: str) -> None:
 
 
 @click.command("demo")
-@click.option("--http", "http", help="HOST:PORT for the web UI and API (default: MAILTRACK_HTTP, or a free port "
-              "when that one is busy).")
-@click.option("--db", "db", type=click.Path(dir_okay=False), default="var/demo.db", show_default=True,
-              help="SQLite file for the demo; it is wiped at start (the demo never uses MAILTRACK_DATABASE_URL).")
+@click.option("--http", "http", help="HOST:PORT for the web UI and API (default: MAILTRACK_HTTP). A busy port is "
+              "an error; port 0 picks a free one.")
+@click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
+              help="SQLite file for the demo; it is wiped at start. Default: MAILTRACK_DATABASE_URL when set "
+                   "(kept, not wiped), else var/demo.db.")
+@click.option("--sim-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port of the mailbox simulator on 127.0.0.1 (0: any free port).")
 @click.option("--duration", type=float, help="Stop by itself after this many seconds (default: until Ctrl-C).")
 @click.pass_context
-def demo(ctx: click.Context, http: str | None, db: str, duration: float | None) -> None:
+def demo(ctx: click.Context, http: str | None, db: str | None, sim_port: int, duration: float | None) -> None:
     """Run mailtrack with the mailbox simulator and send a realistic mix of emails.
 
     Within a minute every status and symbol can be seen: sent, deferred, soft and hard bounce,
     rejected, opened, clicked and marked as spam.
     """
     import asyncio
+    import os
+    import signal
+    import sys
 
     from ..cli import _config
     from ..config import parse_hostport
-    from ..serve import setup_logging
-    from .demo import run_demo
+    from .demo import PortBusy, claim_port
 
+    # piped output (| tee, a log file) shows each line as it happens, not when the demo exits
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     config = _config(ctx)
-    setup_logging("warning" if config.log_level == "info" else config.log_level)
     try:
-        wanted = parse_hostport(http) if http else config.http
+        host, port = parse_hostport(http) if http else config.http
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--http") from e
     try:
-        asyncio.run(run_demo(config, Path(db), wanted, duration, echo=click.echo))
-    except KeyboardInterrupt:  # pragma: no cover - Ctrl-C before the loop installed its handler
-        pass
+        port = claim_port(host, port, "web UI", "--http HOST:PORT")
+        if sim_port:
+            claim_port("127.0.0.1", sim_port, "mailbox simulator", "--sim-port")
+    except PortBusy as e:
+        raise click.ClickException(str(e)) from None
+    if db is not None:
+        db_path: Path | None = Path(db)
+    elif os.environ.get("MAILTRACK_DATABASE_URL"):
+        db_path = None
+    else:
+        db_path = Path("var/demo.db")
+    try:
+        # the address first, before the slower imports and the start-up
+        click.echo(f"mailtrack demo starting: open http://{host}:{port}/emails (sign-in details follow)")
+        from ..serve import setup_logging
+        from .demo import run_demo
+
+        setup_logging("warning" if config.log_level == "info" else config.log_level)
+        asyncio.run(run_demo(config, db_path, (host, port), duration, echo=click.echo, sim_port=sim_port))
+    except KeyboardInterrupt:  # Ctrl-C before the loop installed its handler: stop quietly, no traceback
+        click.echo("demo: stopped")
+    finally:
+        # a Ctrl-C that uvicorn captured is raised again when it exits: the demo is over, let it go
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -30,6 +30,21 @@ SUPPRESSED = f"success+former-tenant@{SIM_DOMAIN}"
 PORTAL = "https://portal.example.test"
 
 
+class PortBusy(OSError):
+    """The port asked for is taken: the demo says so instead of moving elsewhere silently."""
+
+
+def claim_port(host: str, port: int, what: str, option: str) -> int:
+    """``port`` when it can be bound on ``host`` (0: one the OS picks); PortBusy naming the option otherwise."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise PortBusy(f"cannot use {host}:{port} for the {what}: {e.strerror or e}. Stop what is using it, "
+                           f"or choose another port with {option} (port 0 picks a free one).") from None
+        return int(s.getsockname()[1])
+
+
 def free_port(host: str, port: int) -> int:
     """``port`` when it can be bound on ``host``, else one the OS picks."""
     for candidate in (port, 0):
@@ -56,10 +71,12 @@ def seed(store: Store) -> dict[str, str]:
     password = secrets.token_urlsafe(9)
     with store.write() as conn:
         acct = accounts.get_or_create_account(conn, DEMO_ACCOUNT)
-        accounts.add_user(conn, acct, DEMO_USER, hash_password(password))
-        accounts.create_client(conn, acct, "ACME", "Acme Facilities", None)
-        accounts.create_client(conn, acct, "NORTH", "Northwind Logistics", False)
-        accounts.create_client(conn, acct, "CONTOSO", "Contoso Retail", True)
+        accounts.add_user(conn, acct, DEMO_USER, hash_password(password))  # a known user gets a new password
+        known = {c["external_ref"] for c in accounts.list_clients(conn, acct)}
+        for ref, name, tracking in (("ACME", "Acme Facilities", None), ("NORTH", "Northwind Logistics", False),
+                                    ("CONTOSO", "Contoso Retail", True)):
+            if ref not in known:
+                accounts.create_client(conn, acct, ref, name, tracking)
         key = accounts.create_api_key(conn, acct)
         suppressions.add(conn, acct, SUPPRESSED, "unsubscribed: asked by phone to stop invoices", "manual")
     return {"email": DEMO_USER, "password": password, "key": key}
@@ -190,20 +207,30 @@ async def report_progress(store: Store, echo: Callable[[str], Any], every: float
             last = line
 
 
-async def run_demo(config: Config, db: Path, wanted_http: tuple[str, int], duration: float | None,
-                   echo: Callable[[str], Any]) -> None:
+async def run_demo(config: Config, db: Path | None, http: tuple[str, int], duration: float | None,
+                   echo: Callable[[str], Any], sim_port: int = 0) -> None:
+    """Run until ``duration`` is up, Ctrl-C or SIGTERM. ``db``: a SQLite file to wipe and use;
+    None: ``config.database_url`` as it is (MAILTRACK_DATABASE_URL), kept."""
+    import signal
+
     from ..serve import run_roles
     from ..simulator import Simulator
 
-    host = wanted_http[0]
-    http = (host, free_port(host, wanted_http[1]))
-    inbound = ("127.0.0.1", free_port("127.0.0.1", config.inbound_smtp[1]))
+    host = http[0]
     url = f"http://{host}:{http[1]}"
-    _wipe(db)
-    sim = Simulator(host="127.0.0.1", port=0, domain=SIM_DOMAIN, report_to=inbound, followup_delay=0.5)
+    inbound = ("127.0.0.1", free_port("127.0.0.1", config.inbound_smtp[1]))
+    if db is not None:
+        _wipe(db)
+    database_url = f"sqlite:///{db}" if db is not None else config.database_url
+    interrupted = asyncio.Event()  # Ctrl-C before the server has its own handler
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, interrupted.set)
+    sim = Simulator(host="127.0.0.1", port=sim_port, domain=SIM_DOMAIN, report_to=inbound, followup_delay=0.5)
     await sim.start()
     cfg = config.replace(
-        database_url=f"sqlite:///{db}", http=http, inbound_smtp=inbound, public_url=url,
+        database_url=database_url, http=http, inbound_smtp=inbound, public_url=url,
         transport_map={SIM_DOMAIN: f"127.0.0.1:{sim.port}"}, retry_schedule=(2.0, 4.0, 8.0),
         max_queue_age=30.0, smtp_timeout=10.0, worker=True, inbound=True,
     )
@@ -215,12 +242,17 @@ async def run_demo(config: Config, db: Path, wanted_http: tuple[str, int], durat
         ready = asyncio.Event()
         server = asyncio.create_task(run_roles(cfg, ("api", "worker", "inbound"), store, ready=ready))
         started = asyncio.create_task(ready.wait())
-        await asyncio.wait([server, started], return_when=asyncio.FIRST_COMPLETED)
-        if server.done():
+        halted = asyncio.create_task(interrupted.wait())
+        await asyncio.wait([server, started, halted], return_when=asyncio.FIRST_COMPLETED)
+        if server.done() or halted.done():
             started.cancel()
-            server.result()  # raises what stopped it
+            halted.cancel()
+            if server.done():
+                server.result()  # raises what stopped it
             return
-        echo(f"mailtrack demo running at {url}  (database {db}, simulator on 127.0.0.1:{sim.port})")
+        halted.cancel()
+        where = f"database {db}" if db is not None else f"database from MAILTRACK_DATABASE_URL ({_safe(database_url)})"
+        echo(f"mailtrack demo running at {url}  ({where}, simulator on 127.0.0.1:{sim.port})")
         echo(f"URL: {url}/emails")
         echo(f"Sign in: {who['email']} / {who['password']}")
         echo(f"API key: {who['key']}")
@@ -241,3 +273,10 @@ async def run_demo(config: Config, db: Path, wanted_http: tuple[str, int], durat
             with contextlib.suppress(asyncio.CancelledError):
                 await server
         await sim.stop()
+        echo("demo: stopped")
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

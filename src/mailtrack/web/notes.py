@@ -72,7 +72,7 @@ def embed_notes(reference: str, request: Request, key: str | None = None, token:
 
 
 @api_router.get("/notes/{reference:path}", summary="A task's notes: each email of a source reference with its "
-                "status symbols (sent, opened, clicked, spooling, bounced, rejected, spam)")
+                "status symbols (spooling, sent, opened, clicked, soft_bounce, hard_bounce, rejected, spam)")
 def api_notes(reference: str, request: Request, acct: int = Depends(account_id),
               store: Store = Depends(web_store)) -> dict[str, Any]:
     items, more = _notes(store, acct, reference)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..errors import MailtrackError
-from ..store import accounts, queries
+from ..store import accounts, queries, suppressions
 from ..store import web as web_store_q
 from ..store.db import Store
+from . import timeline, zones
 from .auth import (
     CSRF_FIELD,
     MAX_EMAIL,
@@ -105,15 +107,8 @@ def logout(request: Request, _form: object = Depends(checked_form), store: Store
     return resp
 
 
-def _day(value: str, name: str) -> float:
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        raise ValueError(f"{name} must be a date like 2024-05-31, got {value!r}") from None
-
-
-def parse_filters(params: dict[str, str]) -> tuple[web_store_q.ListFilter, int, list[str]]:
-    """Filters from the query string; problems come back as messages, never as a 500."""
+def parse_filters(params: dict[str, str], tz: tzinfo = UTC) -> tuple[web_store_q.ListFilter, int, list[str]]:
+    """Filters from the query string (days in the reader's zone); problems come back as messages, never a 500."""
     errors: list[str] = []
     f = web_store_q.ListFilter(
         source_reference=params.get("reference", "").strip() or None,
@@ -131,15 +126,17 @@ def parse_filters(params: dict[str, str]) -> tuple[web_store_q.ListFilter, int, 
             f.status = status
         else:
             errors.append(f"unknown status {status!r}")
-    for key in ("since", "until"):
+    for key, label in (("since", "From"), ("until", "To")):
         if params.get(key):
             try:
-                t = _day(params[key], key)
-            except ValueError as e:
-                errors.append(str(e))
+                t = zones.day_start(params[key], label, tz)
+                if key == "until":  # inclusive: up to the next midnight in this zone (23 or 25 hours on DST days)
+                    nxt = datetime.strptime(params[key], "%Y-%m-%d") + timedelta(days=1)
+                    t = zones.day_start(f"{nxt:%Y-%m-%d}", label, tz)
+            except (ValueError, OverflowError) as e:
+                errors.append(str(e) if isinstance(e, ValueError) else f"{label} is out of range")
                 continue
-            # 'until' is inclusive: the whole day counts
-            setattr(f, key, t if key == "since" else t + timedelta(days=1).total_seconds())
+            setattr(f, key, t)
     raw_page = params.get("page", "") or "1"
     pg = 1
     if raw_page.isascii() and raw_page.isdigit() and 0 < int(raw_page) <= 100_000:
@@ -149,20 +146,53 @@ def parse_filters(params: dict[str, str]) -> tuple[web_store_q.ListFilter, int, 
     return f, pg, errors
 
 
+def _pager(page_no: int, pages: int) -> list[int | None]:
+    """Page numbers to link: the first, the last and two either side of this one (None is a gap)."""
+    want = sorted({1, pages, *range(max(1, page_no - 2), min(pages, page_no + 2) + 1)} - {0})
+    out: list[int | None] = []
+    for n in want:
+        if out and out[-1] is not None and n - out[-1] > 1:
+            out.append(None)
+        out.append(n)
+    return out
+
+
 @router.get("/emails", response_model=None)
 def email_list(request: Request, user: WebUser = Depends(current_user), store: Store = Depends(web_store)) -> Response:
     params = dict(request.query_params)
-    f, pg, errors = parse_filters(params)
-    items: list[dict[str, object]] = []
+    f, pg, errors = parse_filters(params, zones.of(request))
+    cursor: web_store_q.Cursor | None = None
+    if params.get("at"):
+        try:
+            cursor = web_store_q.Cursor.parse(params["at"])
+        except ValueError as e:
+            errors.append(str(e))
+    items: list[dict[str, Any]] = []
     more = False
+    total = 0
     with store.read() as conn:
         clients = accounts.list_clients(conn, user.account_id)
         if not errors:
+            total = web_store_q.count_emails(conn, user.account_id, f)
             items, more = web_store_q.email_rows(conn, user.account_id, f, limit=PAGE_SIZE,
-                                                 offset=(pg - 1) * PAGE_SIZE)
-    keep = {k: v for k, v in params.items() if k != "page" and v}
+                                                 offset=(pg - 1) * PAGE_SIZE, cursor=cursor)
+    newer = older = None
+    if cursor is not None and cursor.newer:
+        pg = pg if more else 1  # reached the newest page
+        has_newer, has_older = more, True
+    else:
+        has_newer, has_older = pg > 1, more
+    if items and has_newer:
+        first = items[0]
+        newer = web_store_q.Cursor(float(first["created_ts"]), str(first["id"]), newer=True).token()
+    if items and has_older:
+        last = items[-1]
+        older = web_store_q.Cursor(float(last["created_ts"]), str(last["id"])).token()
+    pages = max(1, -(-total // PAGE_SIZE))
+    keep = {k: v for k, v in params.items() if k not in ("page", "at") and v}
     return page(request, "emails.html", status_code=400 if errors else 200, items=items, more=more,
-                page_no=pg, params=keep, clients=clients, errors=errors, page_size=PAGE_SIZE)
+                page_no=pg, params=keep, clients=clients, errors=errors, page_size=PAGE_SIZE, total=total,
+                pages=pages, pager=_pager(pg, pages), newer=newer, older=older)
 
 
 @router.get("/emails/{email_id}", response_model=None)
@@ -171,6 +201,10 @@ def email_page(email_id: str, request: Request, user: WebUser = Depends(current_
     try:
         with store.read() as conn:
             email = queries.get_email(conn, user.account_id, email_id)
+            listed = suppressions.suppressed_among(conn, user.account_id,
+                                                   {r["address"].lower() for r in email["recipients"]})
     except MailtrackError as e:
         return page(request, "error.html", status_code=e.status_code, title="Email not found", message=e.message)
-    return page(request, "email.html", email=email)
+    all_steps = timeline.steps(email["timeline"])
+    return page(request, "email.html", email=email, steps=all_steps, steps_by=timeline.by_recipient(all_steps),
+                listed=listed)

@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from ..domain.status import DESCRIPTIONS, LABELS, Status
-from . import symbols
+from . import explain, symbols, zones
 from .auth import CSRF_FIELD, csrf_token
 
 HERE = Path(__file__).resolve().parent
@@ -33,9 +33,10 @@ _ICONS: dict[str, str] = {
     "opened": '<path d="M1.2 8S3.8 3.2 8 3.2 14.8 8 14.8 8 12.2 12.8 8 12.8 1.2 8 1.2 8z"/>'
               '<circle cx="8" cy="8" r="2.1"/>',
     "clicked": '<path d="M4 2.2l8.6 5.6-3.9 1 2.3 4.1-1.8 1-2.3-4.1-2.9 2.8z"/>',
-    "bounced": '<path d="M6 2.8L2.4 6.4 6 10"/><path d="M2.6 6.4h7.2a3.6 3.6 0 010 7.2H7.4"/>',
-    "rejected": '<circle cx="8" cy="8" r="6.2"/><path d="M3.6 12.4l8.8-8.8"/>',
-    "spam": '<path d="M8 1.8l6.6 11.8H1.4z"/><path d="M8 6.4v3.4M8 11.6v.2"/>',
+    "soft_bounce": '<path d="M6 2.8L2.4 6.4 6 10"/><path d="M2.6 6.4h7.2a3.6 3.6 0 010 7.2H7.4"/>',
+    "hard_bounce": '<circle cx="8" cy="8" r="6.2"/><path d="M5.4 5.4l5.2 5.2M10.6 5.4l-5.2 5.2"/>',
+    "rejected": '<path d="M8 1.6l5.6 2.2v3.6c0 3.4-2.4 6-5.6 7-3.2-1-5.6-3.6-5.6-7V3.8z"/><path d="M5.2 8h5.6"/>',
+    "spam": '<path d="M3.4 14.6V1.8"/><path d="M3.4 2.4h9.4l-2.2 3.2 2.2 3.2H3.4"/>',
 }
 
 
@@ -63,19 +64,38 @@ def sym(name: str, tooltip: str) -> Markup:
         f'<span class="sym s-{n}" role="img" title="{t}" aria-label="{t}" data-symbol="{n}">{icon(name)}</span>')
 
 
+def _group(inner: str, tips: list[str]) -> Markup:
+    """A row of symbols: one keyboard/touch stop whose tooltip (app.js) lists every symbol's meaning."""
+    if not inner:
+        return Markup('<span class="syms"></span>')
+    tip = escape("\n".join(tips))
+    return Markup(f'<span class="syms" tabindex="0" data-tip="{tip}">{inner}</span>')  # noqa: S704
+
+
 def email_syms(rcpts: list[dict[str, Any]]) -> Markup:
-    inner = "".join(sym(s.name, s.tooltip) for s in symbols.email_symbols(rcpts))
-    return Markup(f'<span class="syms">{inner}</span>')  # noqa: S704
+    found = symbols.email_symbols(rcpts)
+    return _group("".join(sym(s.name, s.tooltip) for s in found), [s.tooltip for s in found])
 
 
 @lru_cache(maxsize=128)
 def _rcpt_syms(names: tuple[str, ...]) -> Markup:
-    inner = "".join(sym(s, f"{symbols.TITLES[s]}: {symbols.MEANINGS[s]}") for s in names)
-    return Markup(f'<span class="syms">{inner}</span>')  # noqa: S704
+    tips = [f"{symbols.TITLES[s]}: {symbols.MEANINGS[s]}" for s in names]
+    return _group("".join(sym(s, t) for s, t in zip(names, tips, strict=True)), tips)
 
 
 def rcpt_syms(r: dict[str, Any]) -> Markup:
-    return _rcpt_syms(tuple(symbols.recipient_symbols(r)))
+    """A recipient's engagement symbols; its status is already on its badge."""
+    return _rcpt_syms(tuple(s for s in symbols.recipient_symbols(r) if s not in symbols.STATUS_SYMBOLS))
+
+
+def reason_badge(r: dict[str, Any]) -> Markup:
+    """A status badge whose tooltip says the recipient's reason in plain words."""
+    words = explain.summary(r)
+    label = LABELS.get(r["status"], r["status"])
+    desc = DESCRIPTIONS.get(r["status"], "")
+    tip = f"{label}: {words}. {desc}" if words else desc
+    return Markup(  # noqa: S704
+        f'<span class="badge b-{escape(r["status"])}" title="{escape(tip)}">{escape(label)}</span>')
 
 
 def source(src: dict[str, Any]) -> Markup:
@@ -95,10 +115,8 @@ def time_tag(iso_text: str | None) -> Markup:
 
 
 def when(iso_text: str | None) -> str:
-    """'2024-05-01T14:03:22.123Z' → '2024-05-01 14:03:22 UTC' (the browser localises it)."""
-    if not iso_text:
-        return ""
-    return iso_text[:19].replace("T", " ") + " UTC"
+    """A time in the reader's zone, with the zone's label: '2024-05-02 00:03:22 AEST'."""
+    return zones.when(iso_text)
 
 
 def _env() -> Environment:
@@ -113,7 +131,8 @@ def _env() -> Environment:
         LABELS=LABELS, DESCRIPTIONS=DESCRIPTIONS, STATUS_ORDER=STATUS_ORDER, SOURCE_TYPES=SOURCE_TYPES,
         EVENT_LABELS=EVENT_LABELS, SYMBOL_TITLES=symbols.TITLES, SYMBOL_MEANINGS=symbols.MEANINGS,
         SYMBOL_ORDER=symbols.ORDER, icon=icon, CSRF_FIELD=CSRF_FIELD,
-        badge=badge, sym=sym, email_syms=email_syms, rcpt_syms=rcpt_syms, time=time_tag, source=source,
+        badge=badge, reason_badge=reason_badge, explain=explain.explain,
+        sym=sym, email_syms=email_syms, rcpt_syms=rcpt_syms, time=time_tag, source=source,
     )
     env.filters["when"] = when
     return env
@@ -126,14 +145,20 @@ def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTM
     user = getattr(request.state, "web_user", None)
     if user is not None:
         ctx.setdefault("csrf", csrf_token(request.app.state.web_secret, user.nonce))
-    html = ENV.get_template(name).render(request=request, user=user, path=request.url.path, **ctx)
+    tz = zones.of(request)
+    token = zones.CURRENT.set(tz)
+    try:
+        html = ENV.get_template(name).render(request=request, user=user, path=request.url.path,
+                                             tz_name=zones.name_of(tz), **ctx)
+    finally:
+        zones.CURRENT.reset(token)
     return HTMLResponse(html, status_code=status_code)
 
 
 # --- security headers ------------------------------------------------------------------------
 
 WEB_PREFIXES = ("/login", "/logout", "/emails", "/tasks", "/embed", "/settings", "/suppressions", "/static",
-                "/sending-domains")
+                "/sending-domains", "/webhooks", "/dashboard", "/live")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import admin, domains, notes, pages, webhooks_page
+from . import actions, admin, dashboard, domains, errors, live, message, notes, pages, webhooks_page
 from .auth import CsrfError, LoginRequired, Throttle
 from .render import HERE, SecurityHeaders, page
 
@@ -25,9 +25,14 @@ def mount(app: FastAPI) -> None:
     frame_ancestors = getattr(config, "embed_frame_ancestors", "") or DEFAULT_FRAME_ANCESTORS
     app.add_middleware(SecurityHeaders, frame_ancestors=frame_ancestors)
     app.add_exception_handler(LoginRequired, _login_required)
+    errors.install(app)
     app.add_exception_handler(CsrfError, _csrf_failed)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")
     app.include_router(pages.router)
+    app.include_router(message.router)
+    app.include_router(actions.router)
+    app.include_router(dashboard.router)
+    app.include_router(live.router)
     app.include_router(admin.router)
     app.include_router(notes.router)
     app.include_router(notes.api_router)

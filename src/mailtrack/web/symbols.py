@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 # Canonical order: progress first, then engagement, then problems.
-ORDER = ("spooling", "sent", "opened", "clicked", "bounced", "rejected", "spam")
+ORDER = ("spooling", "sent", "opened", "clicked", "soft_bounce", "hard_bounce", "rejected", "spam")
+# what a recipient's status badge already says; a recipient's own row shows only the others
+STATUS_SYMBOLS = frozenset({"spooling", "sent", "soft_bounce", "hard_bounce", "rejected"})
 
 TITLES: dict[str, str] = {
     "spooling": "Spooling",
     "sent": "Sent",
     "opened": "Opened",
     "clicked": "Link clicked",
-    "bounced": "Bounced",
+    "soft_bounce": "Soft bounce",
+    "hard_bounce": "Hard bounce",
     "rejected": "Rejected",
     "spam": "Marked as spam",
 }
@@ -28,13 +31,13 @@ MEANINGS: dict[str, str] = {
     "sent": "The receiving mail server accepted the email (not proof that a person read it).",
     "opened": "The email was opened (the tracking image loaded). Never 100% accurate.",
     "clicked": "A link in the email was clicked. Never 100% accurate.",
-    "bounced": "Delivery failed (soft or hard bounce); see the reason.",
+    "soft_bounce": "Delivery failed for now (mailbox full, blocked, retries ran out); the address may work later.",
+    "hard_bounce": "The address does not work (unknown mailbox or domain); it is on the suppression list.",
     "rejected": "Not sent: the address is on the suppression list.",
     "spam": "The recipient marked the email as spam.",
 }
 
 _PENDING = frozenset({"creating", "spooled", "deferred"})
-_BOUNCED = frozenset({"soft_bounce", "hard_bounce"})
 
 
 def recipient_symbols(r: Mapping[str, Any]) -> list[str]:
@@ -45,8 +48,8 @@ def recipient_symbols(r: Mapping[str, Any]) -> list[str]:
         found.add("spooling")
     elif status == "sent":
         found.add("sent")
-    elif status in _BOUNCED:
-        found.add("bounced")
+    elif status in ("soft_bounce", "hard_bounce"):
+        found.add(status)
     elif status == "rejected":
         found.add("rejected")
     if r["opens"]["total"] > 0:
