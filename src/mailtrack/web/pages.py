@@ -61,9 +61,11 @@ async def login(request: Request, store: Store = Depends(web_store)) -> Response
     length = request.headers.get("content-length", "")
     if not (length.isascii() and length.isdigit()) or int(length) > MAX_LOGIN_BODY:
         # refused before the form is read: an oversize field costs neither memory nor a hash
-        return page(request, "login.html", status_code=413, csrf=csrf_token(request.app.state.web_secret, nonce or ""),
-                    next="/emails", error="The sign-in form is too large: check the email address and password.",
-                    email="")
+        known = length.isascii() and length.isdigit()
+        refusal = ("The sign-in form is too large: check the email address and password." if known
+                 else "The sign-in form must be sent with its length (Content-Length).")
+        return page(request, "login.html", status_code=413 if known else 411,
+                    csrf=csrf_token(request.app.state.web_secret, nonce or ""), next="/emails", error=refusal, email="")
     form = await request.form()
     if not nonce:
         raise CsrfError("the sign-in form's security cookie is missing; enable cookies and reload the page")
