@@ -157,4 +157,7 @@ def email_page(email_id: str, request: Request, user: WebUser = Depends(current_
             email = queries.get_email(conn, user.account_id, email_id)
     except MailtrackError as e:
         return page(request, "error.html", status_code=e.status_code, title="Email not found", message=e.message)
-    return page(request, "email.html", email=email)
+    from ..domains import policy
+
+    auth = policy.authentication(email["from"], policy.CACHE.get(store, user.account_id))
+    return page(request, "email.html", email=email, auth=auth)
