@@ -248,3 +248,20 @@ def test_sending_domains_page(sqlite_store: Store, dns: tuple[Zone, str], tmp_pa
     assert r.status_code == 200 and "Signing with " in r.text and "status-ok" in r.text
     assert "PRIVATE" not in r.text
     assert c.post("/sending-domains/check", data={"domain": "acme.example"}).status_code == 403  # no CSRF token
+
+
+def test_email_page_says_whether_the_mail_is_authenticated(sqlite_store: Store, tmp_path: Path) -> None:
+    import re
+
+    from tests.test_web_seed import PASSWORD, add_user
+
+    api = Api(sqlite_store, make_config(tmp_path))
+    add_user(sqlite_store)
+    login = api.client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
+    assert api.client.post("/login", data={"email": "ops@acme.test", "password": PASSWORD, "csrf": token,
+                                           "next": "/emails"}, follow_redirects=False).status_code == 303
+    r = api.post("/api/v1/emails", {"from": "ops@unverified.example", "to": ["a@x.test"], "subject": "s",
+                                    "text": "t"})
+    page = api.client.get(f"/emails/{r.json()['id']}").text
+    assert "not authenticated" in page and "unverified.example is not a verified sending domain" in page

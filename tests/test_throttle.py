@@ -121,3 +121,5 @@ async def test_a_rate_limit_reply_pauses_the_whole_group(any_store: Store, tmp_p
     out = CliRunner().invoke(main, ["status"], env={"MAILTRACK_DATABASE_URL": url,
                                                    "MAILTRACK_SECRET_KEY": "test-secret"}).output
     assert "queue: 6 recipient(s)" in out and f"127.0.0.1:{sim.port}" in out and "4.7.28" in out
+    [paused] = api.get("/api/v1/stats").json()["paused_providers"]
+    assert paused["group"] == f"127.0.0.1:{sim.port}" and "4.7.28" in paused["reason"]

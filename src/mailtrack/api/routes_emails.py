@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from ..config import Config
 from ..domains import policy
 from ..errors import Conflict, InputError
-from ..store import idempotency, queries, submit
+from ..store import idempotency, pauses, queries, submit
 from ..store.db import Store
 from ..store.idempotency import Keyed
 from ..store.writer import GroupWriter
@@ -225,4 +225,10 @@ def stats(
     since: str | None = None, acct: int = Depends(account_id), store: Store = Depends(get_store)
 ) -> dict[str, Any]:
     with store.read() as conn:
-        return queries.stats(conn, acct, parse_since(since))
+        out = queries.stats(conn, acct, parse_since(since))
+        # mail providers paused after a rate-limit reply (site-wide: the sending IPs are shared); only when any
+        paused = pauses.active(conn)
+        if paused:
+            out["paused_providers"] = [{"group": p.group, "until": queries.iso(p.until), "reason": p.reason}
+                                       for p in paused]
+        return out

@@ -110,8 +110,11 @@ class DkimSigner:
         """``sign`` for a batch: messages of one identity are signed together, in the pool when it is big."""
         out = [o for _, o in items]
         groups: dict[tuple[int, str, str], tuple[Identity, list[int]]] = {}
+        known: dict[str, Identity | None] = {}  # per email, not per recipient
         for i, (email, _) in enumerate(items):
-            ident = self.identity(email)
+            if email.id not in known:
+                known[email.id] = self.identity(email)
+            ident = known[email.id]
             if ident is not None:
                 groups.setdefault((ident.account_id, ident.domain, ident.selector), (ident, []))[1].append(i)
         for ident, idx in groups.values():

@@ -207,6 +207,9 @@ def email_page(email_id: str, request: Request, user: WebUser = Depends(current_
                                                    {r["address"].lower() for r in email["recipients"]})
     except MailtrackError as e:
         return page(request, "error.html", status_code=e.status_code, title="Email not found", message=e.message)
+    from ..domains import policy
+
+    auth = policy.authentication(email["from"], policy.CACHE.get(store, user.account_id))
     all_steps = timeline.steps(email["timeline"])
     return page(request, "email.html", email=email, steps=all_steps, steps_by=timeline.by_recipient(all_steps),
-                listed=listed)
+                listed=listed, auth=auth)
