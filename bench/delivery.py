@@ -168,7 +168,7 @@ def postfix_run(n: int, size: int, max_s: float, dkim: bool = False) -> float | 
 def compose_cost(size: int, n: int = 3000) -> None:
     from mailtrack.compose import Composer, EmailSource, _body_part, build_template
     from mailtrack.domains import keys, sign
-    from mailtrack.tracking.inject import personalize_html
+    from mailtrack.inject import personalize_html
 
     plain, real = email(0, size), email(0, size, realistic=True)
     common = {"from_addr": plain["from"], "subject": plain["subject"], "to_header": plain["to"][0]}

@@ -74,7 +74,7 @@ class Api:
     def __init__(self, store: Store, config: Config) -> None:
         from fastapi.testclient import TestClient
 
-        from mailtrack.api.app import create_app
+        from mailtrack.app import create_app
 
         self.store = store
         self.config = config

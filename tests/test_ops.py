@@ -47,7 +47,7 @@ def test_healthz_and_readyz_when_the_database_answers(any_store: Store, tmp_path
 def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from mailtrack.api.app import create_app
+    from mailtrack.app import create_app
 
     dead = Store(make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"))
     client = TestClient(create_app(make_config(tmp_path), dead))

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from mailtrack.api import deps
-from mailtrack.api.app import create_app
+from mailtrack import deps
+from mailtrack.app import create_app
 from mailtrack.cli import main
 from mailtrack.store import accounts
 from mailtrack.store.db import Store, open_store

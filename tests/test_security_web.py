@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from mailtrack.api.app import create_app
+from mailtrack.app import create_app
 from mailtrack.cli import main
 from mailtrack.store import accounts
 from mailtrack.store.db import Store

@@ -164,7 +164,7 @@ async def test_opens_and_clicks_of_a_submitted_html_message_are_recorded(sqlite_
     """The simulator's 'click' recipient loads the pixel and follows the first link of its own copy."""
     import uvicorn
 
-    from mailtrack.api.app import create_app
+    from mailtrack.app import create_app
     from tests.conftest import make_config
 
     app = create_app(make_config(tmp_path), sqlite_store)

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from mailtrack import tokens
+from mailtrack.inject import personalize_html
 from mailtrack.store import transitions
 from mailtrack.store.schema import events, links
 from mailtrack.tracking.fastpath import GIF
-from mailtrack.tracking.inject import personalize_html
 
 from .conftest import Api, email_body
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from mailtrack import tokens
-from mailtrack.tracking.inject import extract_links, personalize_html
+from mailtrack.inject import extract_links, personalize_html
 
 SECRET = "s3cret"
 BASE = "https://t.example/"

@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import create_engine, func, select
 
 from mailtrack import tokens
-from mailtrack.api.app import create_app
+from mailtrack.app import create_app
 from mailtrack.store.db import Store
 from mailtrack.store.schema import events, recipients
 from mailtrack.tracking.fastpath import GIF

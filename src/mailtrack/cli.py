@@ -9,24 +9,9 @@ from typing import Any
 
 import click
 
-from .config import SETTINGS, Config, ensure_secret, load_config
-from .errors import ConfigError, MailtrackError
-
-
-def _config(ctx: click.Context) -> Config:
-    try:
-        return ensure_secret(load_config(file=ctx.obj.get("config_file")))
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
-
-
-def _store(config: Config) -> Any:
-    from .store.db import open_store
-
-    try:
-        return open_store(config.database_url)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
+from .clictx import cli_config, cli_store
+from .config import SETTINGS, load_config
+from .errors import MailtrackError
 
 
 class _LazyGroup(click.Group):
@@ -39,10 +24,8 @@ class _LazyGroup(click.Group):
 
         while self.pending and (until is None or until not in self.commands):
             module, attr = self.pending.pop(0)
-            try:
-                self.add_command(getattr(import_module(module), attr))
-            except (ImportError, AttributeError):
-                continue
+            # no try/except: a module that fails to import is a broken install, said at once
+            self.add_command(getattr(import_module(module), attr))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load()
@@ -75,13 +58,13 @@ def serve(ctx: click.Context, roles: tuple[str, ...]) -> None:
     """Run the HTTP API/UI/tracking, the delivery worker and the inbound SMTP server."""
     from .serve import run_roles, setup_logging
 
-    config = _config(ctx)
+    config = cli_config(ctx)
     setup_logging(config.log_level, config.log_format)
     if not roles:
         roles = ("api",) + (("worker",) if config.worker else ()) + (("inbound",) if config.inbound else ())
         if config.submission_smtp is not None or config.submissions_smtp is not None:
             roles += ("submission",)
-    store = _store(config)
+    store = cli_store(config)
     host, port = config.http
     if "api" in roles:
         click.echo(f"mailtrack serving on http://{host}:{port}  (roles: {', '.join(roles)}; "
@@ -113,9 +96,9 @@ def worker(ctx: click.Context) -> None:
     """Run only the delivery worker (run several against one PostgreSQL to scale out)."""
     from .serve import run_roles, setup_logging
 
-    config = _config(ctx)
+    config = cli_config(ctx)
     setup_logging(config.log_level, config.log_format)
-    _run_loop(run_roles(config, ("worker",), _store(config)))
+    _run_loop(run_roles(config, ("worker",), cli_store(config)))
 
 
 @main.command()
@@ -124,9 +107,9 @@ def inbound(ctx: click.Context) -> None:
     """Run only the inbound SMTP server for bounces and feedback reports."""
     from .serve import run_roles, setup_logging
 
-    config = _config(ctx)
+    config = cli_config(ctx)
     setup_logging(config.log_level, config.log_format)
-    _run_loop(run_roles(config, ("inbound",), _store(config)))
+    _run_loop(run_roles(config, ("inbound",), cli_store(config)))
 
 
 @main.command("settings")
@@ -166,7 +149,7 @@ def apikey_create(ctx: click.Context, account: str, expires: str | None) -> None
         expires_at = now() + parse_duration(expires) if expires else None
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--expires") from e
-    store = _store(_config(ctx))
+    store = cli_store(cli_config(ctx))
     with store.write() as conn:
         acct = accounts.get_or_create_account(conn, account)
         key = accounts.create_api_key(conn, acct, expires_at)
@@ -183,7 +166,7 @@ def apikey_list(ctx: click.Context, account: str, as_json: bool) -> None:
     from .api.routes_keys import key_view
     from .store import accounts
 
-    store = _store(_config(ctx))
+    store = cli_store(cli_config(ctx))
     with store.read() as conn:
         acct = accounts.find_account(conn, account)
         if acct is None:
@@ -208,7 +191,7 @@ def apikey_revoke(ctx: click.Context, key_id: str) -> None:
     """
     from .store import accounts
 
-    store = _store(_config(ctx))
+    store = cli_store(cli_config(ctx))
     try:
         with store.write() as conn:
             row = accounts.revoke_api_key(conn, key_id)

@@ -24,10 +24,10 @@ def _errors() -> Iterator[None]:
 
 
 def _ctx(ctx: click.Context) -> tuple[Any, Any]:
-    from .cli import _config, _store
+    from .clictx import cli_config, cli_store
 
-    config = _config(ctx)
-    return config, _store(config)
+    config = cli_config(ctx)
+    return config, cli_store(config)
 
 
 def _account_id(store: Any, name: str) -> int:

@@ -75,7 +75,7 @@ def send(ctx: click.Context, account: str, from_: str, to: tuple[str, ...], cc: 
     """
     from .api.convert import to_new_email
     from .api.schemas import EmailIn
-    from .cli import _config, _store
+    from .clictx import cli_config, cli_store
     from .store import submit
 
     if text is not None and text_file is not None:
@@ -99,10 +99,10 @@ def send(ctx: click.Context, account: str, from_: str, to: tuple[str, ...], cc: 
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "input"
         raise click.ClickException(f"{where}: {first.get('msg', 'invalid')}") from e
-    config = _config(ctx)
+    config = cli_config(ctx)
     try:
         new = to_new_email(body, config.max_message_size)
-        store = _store(config)
+        store = cli_store(config)
         with store.write() as conn:
             acct = _account(conn, account)
         from .domains import policy
@@ -139,12 +139,12 @@ def status(ctx: click.Context, email_id: str | None, account: str | None) -> Non
 
         overview(ctx)
         return
-    from .cli import _config, _store
+    from .clictx import cli_config, cli_store
     from .domain.status import LABELS
     from .store import queries
     from .store.delivery import account_of_email
 
-    store = _store(_config(ctx))
+    store = cli_store(cli_config(ctx))
     try:
         with store.read() as conn:
             acct = _account(conn, account) if account else account_of_email(conn, email_id)

@@ -9,11 +9,11 @@ import click
 
 
 def overview(ctx: click.Context) -> None:
-    from .cli import _config, _store
+    from .clictx import cli_config, cli_store
     from .store import pauses
     from .store.delivery import pending_count
 
-    store = _store(_config(ctx))
+    store = cli_store(cli_config(ctx))
     with store.read() as conn:
         queued = pending_count(conn)
         paused = pauses.active(conn)

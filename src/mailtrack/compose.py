@@ -29,7 +29,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from . import tokens
-from .tracking.inject import TrackedHtml, split_html
+from .inject import TrackedHtml, split_html
 
 log = logging.getLogger(__name__)
 

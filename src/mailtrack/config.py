@@ -204,7 +204,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 
 def _throttle(text: str) -> str:
-    from .delivery.throttle import parse_limits
+    from .domain.providers import parse_limits
 
     parse_limits(text)  # validate now; the worker parses it again
     return text

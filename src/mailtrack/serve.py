@@ -16,9 +16,10 @@ from typing import Any
 
 import uvicorn
 
-from .api.app import create_app
+from .app import create_app
 from .config import Config
 from .store.db import Store, open_store
+from .tracking.routes import warm_up
 
 log = logging.getLogger("mailtrack")
 ROLES = ("api", "worker", "inbound", "submission")
@@ -26,10 +27,6 @@ ROLES = ("api", "worker", "inbound", "submission")
 
 async def _warm_up(app: Any) -> None:
     """Start the tracking writer before the first pixel load instead of during it."""
-    try:
-        from .tracking.routes import warm_up
-    except ImportError:
-        return
     try:
         await asyncio.to_thread(warm_up, app)
     except Exception:  # the first hit will try again; serving must not depend on this

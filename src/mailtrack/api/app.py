@@ -14,9 +14,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..errors import MailtrackError
-from ..ops.routes import mount as mount_ops
 from ..store.db import Store
 from ..store.writer import GroupWriter
+from . import routes_admin, routes_domains, routes_emails, routes_keys, routes_unsubscribe, routes_webhooks
 
 log = logging.getLogger("mailtrack.api")
 
@@ -83,9 +83,11 @@ class BodySizeLimit:
         await self.app(scope, receive, send)
 
 
-def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] | None = None) -> FastAPI:
-    """The whole HTTP surface. ``on_spooled`` wakes an in-process delivery worker."""
-    from . import routes_admin, routes_emails, routes_keys
+def build_api(config: Config, store: Store, *, on_spooled: Callable[[], None] | None = None) -> FastAPI:
+    """The FastAPI app with the JSON API's routers; ``mailtrack.app`` mounts the rest on it.
+
+    ``on_spooled`` wakes an in-process delivery worker.
+    """
 
     app = FastAPI(
         title="mailtrack",
@@ -102,42 +104,8 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
     app.state.on_spooled = on_spooled or (lambda: None)
     app.state.writer = GroupWriter(store)
     install_error_handlers(app)
-    app.include_router(routes_emails.router)
-    app.include_router(routes_admin.router)
-    from . import routes_webhooks
-
-    app.include_router(routes_webhooks.router)
+    for router in (routes_emails.router, routes_admin.router, routes_webhooks.router, routes_keys.router,
+                   routes_domains.router, routes_unsubscribe.router):
+        app.include_router(router)
     routes_webhooks.document(app)
-    app.include_router(routes_keys.router)
-    from . import routes_domains, routes_unsubscribe
-
-    app.include_router(routes_domains.router)
-    app.include_router(routes_unsubscribe.router)
-    mount_ops(app)  # /healthz, /readyz, /metrics, admin queue API
-    for extra in _optional_routers():
-        extra(app)
     return app
-
-
-def _optional_routers() -> list[Callable[[FastAPI], None]]:
-    """Parts that mount themselves when present (tracking endpoints, web UI)."""
-    mounts: list[Callable[[FastAPI], None]] = []
-    try:
-        from ..tracking.routes import mount as mount_tracking
-    except ImportError:
-        pass
-    else:
-        mounts.append(mount_tracking)
-    try:
-        from ..inbound.routes import mount as mount_inbound
-    except ImportError:
-        pass
-    else:
-        mounts.append(mount_inbound)
-    try:
-        from ..web.routes import mount as mount_web
-    except ImportError:
-        pass
-    else:
-        mounts.append(mount_web)
-    return mounts

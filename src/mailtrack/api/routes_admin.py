@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from ..deps import MAX_OFFSET, account_id, get_store
 from ..domain.addresses import AddressError, parse_address
 from ..errors import InputError
 from ..store import accounts, suppressions
 from ..store.db import Store
 from ..store.queries import iso
-from .deps import MAX_OFFSET, account_id, get_store
 from .schemas import ClientIn, ClientPatch, SuppressionIn, TrackingSetting
 
 router = APIRouter(prefix="/api/v1")

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import Config
+from ..deps import account_id, get_config, get_store
 from ..domains import service
 from ..store.db import Store
-from .deps import account_id, get_config, get_store
 
 router = APIRouter(prefix="/api/v1", tags=["domains"])
 

@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..config import Config
+from ..deps import MAX_OFFSET, account_id, get_config, get_store
 from ..domains import policy
 from ..errors import Conflict, InputError
 from ..store import idempotency, pauses, queries, submit
@@ -21,7 +22,6 @@ from ..store.db import Store
 from ..store.idempotency import Keyed
 from ..store.writer import GroupWriter
 from .convert import to_new_email
-from .deps import MAX_OFFSET, account_id, get_config, get_store
 from .schemas import BatchIn, EmailIn
 
 router = APIRouter(prefix="/api/v1", tags=["emails"])

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
+from ..deps import account_id, forget_cached_keys, get_store
 from ..store import accounts
 from ..store.db import Store
 from ..store.queries import iso
-from .deps import account_id, forget_cached_keys, get_store
 
 router = APIRouter(prefix="/api/v1", tags=["api keys"])
 

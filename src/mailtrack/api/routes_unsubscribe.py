@@ -15,10 +15,10 @@ from fastapi.responses import HTMLResponse
 
 from .. import tokens
 from ..config import Config
+from ..deps import get_config, get_store
 from ..errors import NotFound
 from ..store import unsubscribes
 from ..store.db import Store
-from .deps import get_config, get_store
 
 router = APIRouter(tags=["unsubscribe"], include_in_schema=True)
 

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Response
 from pydantic import BaseModel, Field, field_validator
 
 from ..config import Config
+from ..deps import account_id, get_config, get_store
 from ..errors import InputError
 from ..store import webhooks as wh
 from ..store.db import Store
 from ..store.queries import iso
 from ..webhooks import guard, payload, sender
-from .deps import account_id, get_config, get_store
 from .schemas import Strict
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])

@@ -27,10 +27,7 @@ class _BounceGroup(click.Group):
     def _operator(self) -> None:
         from importlib import import_module
 
-        try:
-            import_module(OPERATOR_COMMANDS)
-        except ImportError:  # a parser-only install: parse and explain still work
-            pass
+        import_module(OPERATOR_COMMANDS)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._operator()

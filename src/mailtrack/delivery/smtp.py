@@ -22,8 +22,8 @@ from typing import Any
 import aiosmtplib
 from aiosmtplib import SMTPResponseException
 
+from .. import metrics
 from ..compose import Outgoing
-from ..ops import metrics
 from .routing import Route
 from .throttle import Throttle, group_of
 

@@ -26,7 +26,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..domain.providers import DEFAULT_LIMITS, Limit, parse_limits
 from ..domain.reasons import find_enhanced
+
+__all__ = ["DEFAULT_LIMITS", "Limit", "parse_limits"]  # the limits are declared in domain/providers.py
 
 PROVIDERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("google", (".google.com", ".googlemail.com")),
@@ -36,15 +39,6 @@ PROVIDERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Limit:
-    connections: int
-    rate: float  # messages per second; 0 = unlimited
-
-
-DEFAULT_LIMITS: dict[str, Limit] = {
-    "google": Limit(10, 20), "microsoft": Limit(5, 10), "yahoo": Limit(5, 5), "apple": Limit(5, 5),
-}
 MAX_PAUSE = 3600.0
 RAMP = 30.0  # seconds between rate doublings after a pause
 RAMP_STEPS = 3  # 1/8 → 1/4 → 1/2 → full
@@ -52,23 +46,6 @@ UNLIMITED_START = 2.0
 
 _RATE_WORDS = re.compile(r"unusual rate|rate.?limit|too many|unexpected volume|\btss0\d|4\.7\.28|server busy|"
                          r"throttl|temporarily deferred due to", re.IGNORECASE)
-
-
-def parse_limits(text: str) -> dict[str, Limit]:
-    """'google=10/20, microsoft=5/10' → {group: Limit}; the defaults for groups not named."""
-    out = dict(DEFAULT_LIMITS)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, spec = part.partition("=")
-        conns, slash, rate = spec.partition("/")
-        try:
-            if not sep or not slash:
-                raise ValueError
-            out[name.strip().lower()] = Limit(int(conns), float(rate))
-        except ValueError:
-            raise ValueError(f"throttle entry {part!r} is not GROUP=CONNECTIONS/RATE (e.g. google=10/20)") from None
-        if out[name.strip().lower()].connections < 1 or out[name.strip().lower()].rate < 0:
-            raise ValueError(f"throttle entry {part!r}: at least 1 connection and a rate ≥ 0")
-    return out
 
 
 def group_of(host: str) -> str:

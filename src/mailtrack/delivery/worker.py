@@ -31,10 +31,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import metrics
 from ..compose import EmailSource, Outgoing
 from ..config import Config
 from ..domains.signer import DkimSigner
-from ..ops import metrics
 from ..store import delivery as dstore
 from ..store import pauses
 from ..store import workers as wstore

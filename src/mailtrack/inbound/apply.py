@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from .. import metrics
 from ..bounces import RecipientResult, Report, parse_message
 from ..config import Config
 from ..domain.status import EventType
-from ..ops import metrics
 from ..store import inbound
 from ..store.db import Store
 from ..store.transitions import Change, Outcome, record

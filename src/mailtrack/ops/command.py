@@ -9,13 +9,13 @@ from typing import Any
 
 import click
 
+from ..clictx import cli_config, cli_store
 from ..store import queue
 
 
 def _store(ctx: click.Context) -> Any:
-    from ..cli import _config, _store
 
-    return _store(_config(ctx))
+    return cli_store(cli_config(ctx))
 
 
 def _age(seconds: float) -> str:
@@ -120,7 +120,7 @@ def queue_retry(ctx: click.Context, recipient_id: str | None, destination: str |
 def queue_drop(ctx: click.Context, recipient_id: str | None, destination: str | None, every: bool,
                yes: bool) -> None:
     """End queued recipients as soft bounces "removed by operator" (recorded as events)."""
-    from . import metrics
+    from .. import metrics
 
     sel = _selection(recipient_id, destination, every)
     if not yes and recipient_id is None:
@@ -133,12 +133,6 @@ def queue_drop(ctx: click.Context, recipient_id: str | None, destination: str | 
     click.echo(f"dropped {dropped} recipients" + (f"; {busy} in flight were left to finish" if busy else ""))
 
 
-def _config(ctx: click.Context) -> Any:
-    from ..cli import _config
-
-    return _config(ctx)
-
-
 @click.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
@@ -148,7 +142,7 @@ def backup_command(ctx: click.Context, file: Path) -> None:
     from ..store import backup
 
     try:
-        size, took, rev = backup.backup(_config(ctx).database_url, file)
+        size, took, rev = backup.backup(cli_config(ctx).database_url, file)
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"backed up to {file}: {size / 1e6:.1f} MB in {took:.1f} s (schema {rev})")
@@ -163,7 +157,7 @@ def restore_command(ctx: click.Context, file: Path, force: bool) -> None:
     from ..errors import ConfigError
     from ..store import backup
 
-    config = _config(ctx)
+    config = cli_config(ctx)
     try:
         path = backup.sqlite_path(config.database_url)
         users = backup.open_elsewhere(path) if path.exists() and not force else []
@@ -185,7 +179,7 @@ def purge_command(ctx: click.Context, older_than: str | None, dry_run: bool) -> 
     from ..config import parse_duration
     from ..store import retention
 
-    config = _config(ctx)
+    config = cli_config(ctx)
     try:
         age = parse_duration(older_than) if older_than else config.retention
     except ValueError as e:

@@ -20,11 +20,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from .. import metrics as metrics_module  # chooses the multiprocess directory before anything counts
 from ..errors import AuthError, InputError, MailtrackError, NotFound
 from ..store import queue
 from ..store import workers as wstore
 from ..store.db import Store
-from . import metrics as metrics_module  # chooses the multiprocess directory before anything counts
+from . import scrape
 
 public = APIRouter(tags=["operations"])
 admin = APIRouter(prefix="/api/v1/admin", tags=["operations"])
@@ -102,12 +103,11 @@ def _token_ok(given: str, wanted: str) -> bool:
 
 @public.get("/metrics", summary="Prometheus metrics (Bearer MAILTRACK_METRICS_TOKEN when set)")
 async def metrics(request: Request) -> Response:
-    m = metrics_module
     config = request.app.state.config
     wanted = getattr(config, "metrics_token", "")
     if wanted and not _token_ok(_bearer(request), wanted):
         raise AuthError("metrics need 'Authorization: Bearer MAILTRACK_METRICS_TOKEN'")
-    body, ctype = await asyncio.to_thread(m.render, request.app.state.store,
+    body, ctype = await asyncio.to_thread(scrape.render, request.app.state.store,
                                           float(getattr(config, "worker_dead_after", 15.0)))
     return Response(body, media_type=ctype)
 

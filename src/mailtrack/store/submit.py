@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from .. import metrics
 from ..domain.status import Status
 from ..domain.tracking import resolve_tracking
-from ..ops import metrics
+from ..inject import extract_links
 from . import accounts as acc
 from .ids import new_id, now
 from .queries import email_view
@@ -58,8 +59,6 @@ def _existing(conn: Connection, account_id: int, key: str) -> str | None:
 
 def _tracked_links(email_id: str, html: str) -> list[dict[str, Any]]:
     """Link indices are fixed here, so a click redirects only to a URL stored at send time."""
-    from ..tracking.inject import extract_links
-
     return [{"email_id": email_id, "idx": i, "url": u} for i, u in enumerate(extract_links(html))]
 
 

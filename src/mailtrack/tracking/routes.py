@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.types import ASGIApp
 
-from ..api.deps import account_id, get_store
+from ..deps import account_id, get_store
 from ..store import hits as store_hits
 from ..store.db import Store
 from .fastpath import TrackingFastPath

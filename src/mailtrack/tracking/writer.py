@@ -25,8 +25,8 @@ from typing import Any, cast
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from .. import metrics
 from ..domain.status import EventType
-from ..ops import metrics
 from ..store import hits as store_hits
 from ..store.db import Store, make_engine
 from .classify import BURST_WINDOW, ClickContext, HitClass, classify_click

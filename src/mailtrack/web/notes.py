@@ -10,7 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ..api.deps import account_id
+from ..deps import account_id
 from ..store import web as web_q
 from ..store.db import Store
 from .auth import SESSION_COOKIE, WebUser, mac, user_from_cookie

@@ -27,10 +27,10 @@ def _account(conn: Any, name: str) -> int:
 
 
 def _store(ctx: click.Context) -> tuple[Any, Any]:
-    from ..cli import _config, _store
+    from ..clictx import cli_config, cli_store
 
-    config = _config(ctx)
-    return config, _store(config)
+    config = cli_config(ctx)
+    return config, cli_store(config)
 
 
 @webhook.command("add")

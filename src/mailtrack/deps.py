@@ -11,10 +11,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..config import Config
-from ..errors import AuthError
-from ..store import accounts
-from ..store.db import Store
+from .config import Config
+from .errors import AuthError
+from .store import accounts
+from .store.db import Store
 
 log = logging.getLogger("mailtrack.api")
 

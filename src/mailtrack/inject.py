@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .. import tokens
+from . import tokens
 
 MAX_LINKS = 2000  # tokens allow 6 digits; a bigger message is surely not a business email
 

@@ -14,8 +14,9 @@ Counted where things happen (labels are small fixed sets — never an account or
     mailtrack_inbound_reports_total{kind}
     mailtrack_tracking_hits_total{kind,class}               hits written by the hit writer
 
-Read from the database at scrape time: ``mailtrack_queue_depth{state}``,
-``mailtrack_queue_oldest_age_seconds``, ``mailtrack_workers_alive``.
+Read from the database at scrape time (``ops/scrape.py``): ``mailtrack_queue_depth{state}``,
+``mailtrack_queue_oldest_age_seconds``, ``mailtrack_workers_alive``. This module imports nothing
+else from the package, so every layer (the store included) can count.
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ import atexit
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Iterator
-from typing import Any
 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
 if not os.environ.get(_ENV):  # must be set before prometheus_client is imported
@@ -40,9 +38,7 @@ if not os.environ.get(_ENV):  # must be set before prometheus_client is imported
             shutil.rmtree(_dir, ignore_errors=True)
 
 # the directory must be chosen first
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess  # noqa: E402  # noqa: E402
-from prometheus_client.core import GaugeMetricFamily  # noqa: E402
-from prometheus_client.registry import Collector  # noqa: E402
+from prometheus_client import Counter, Histogram  # noqa: E402  # noqa: E402
 
 SOURCE_TYPES = frozenset({"task_sheet", "invoice", "purchase_order", "event_message"})
 STATUSES = frozenset({"creating", "spooled", "sent", "deferred", "soft_bounce", "hard_bounce", "rejected"})
@@ -96,35 +92,3 @@ def inbound_report(kind: str | None) -> None:
 def tracking_hit(kind: str, cls: str) -> None:
     HITS.labels(_bounded(kind, frozenset({"opened", "clicked"})),
                 _bounded(cls, frozenset({"human", "apple_privacy", "image_proxy", "scanner", "unknown"}))).inc()
-
-
-class _FromStore(Collector):
-    """Queue depth and worker liveness, read when scraped (one small query each)."""
-
-    def __init__(self, store: Any, dead_after: float) -> None:
-        self.store = store
-        self.dead_after = dead_after
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from ..store import queue, workers
-
-        now = time.time()
-        with self.store.read() as conn:
-            counts, oldest = queue.totals(conn, now)
-            alive = sum(1 for w in workers.listed(conn) if now - w.heartbeat_at <= self.dead_after)
-        depth = GaugeMetricFamily("mailtrack_queue_depth", "Recipients waiting for delivery, by state",
-                                  labels=["state"])
-        for state, n in counts.items():
-            depth.add_metric([state], n)
-        yield depth
-        yield GaugeMetricFamily("mailtrack_queue_oldest_age_seconds", "Age of the oldest queued recipient's email",
-                                value=oldest)
-        yield GaugeMetricFamily("mailtrack_workers_alive", "Delivery workers with a fresh heartbeat", value=alive)
-
-
-def render(store: Any, dead_after: float) -> tuple[bytes, str]:
-    """The exposition text for a scrape: every process's counters plus the store's gauges."""
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    registry.register(_FromStore(store, dead_after))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
