@@ -147,6 +147,9 @@ def submit_described(
             conn.execute(insert(events), event_rows)
     for row in email_rows:
         metrics.submitted(row["source_type"], len(rcpts_of.get(row["id"], ())))
+    for row in rcpt_rows:  # creating, then spooled or rejected
+        metrics.status_changed(Status.CREATING.value)
+        metrics.status_changed(row["status"])
     by_id = {row["id"]: row for row in email_rows}
     return [
         (eid, created, email_view(by_id[eid], rcpts_of.get(eid, []), client_refs.get(eid)) if created else None)
