@@ -56,7 +56,7 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         worker = Worker(config, store)
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
         stoppers.append(worker.stop)
-    if "worker" in roles and config.retention > 0:
+    if "worker" in roles and getattr(config, "retention", 0) > 0:
         from .ops.retention import DailyPurge
 
         purger = DailyPurge(config, store)
