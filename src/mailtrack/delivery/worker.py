@@ -234,8 +234,6 @@ class Worker:
     def _dispatch(self, batch: _Batch) -> None:
         self.stats.claimed += batch.claimed
         self.stats.rejected += batch.rejected
-        if batch.rejected:
-            metrics.status_changed("rejected", batch.rejected)
         by_domain: dict[str, list[tuple[dstore.Claimed, Outgoing]]] = defaultdict(list)
         for c, out in batch.jobs:
             self._inflight[c.id] = c
@@ -298,7 +296,6 @@ class Worker:
             soonest = None
             for f in batch:
                 held = self._inflight.pop(f.recipient_id, None)
-                metrics.status_changed(f.status.value)
                 if held is not None and f.attempts is not None:
                     metrics.attempted(f.status.value, held.domain)
                 self.stats.by_status[f.status.value] += 1

@@ -120,7 +120,6 @@ def queue_retry(ctx: click.Context, recipient_id: str | None, destination: str |
 def queue_drop(ctx: click.Context, recipient_id: str | None, destination: str | None, every: bool,
                yes: bool) -> None:
     """End queued recipients as soft bounces "removed by operator" (recorded as events)."""
-    from .. import metrics
 
     sel = _selection(recipient_id, destination, every)
     if not yes and recipient_id is None:
@@ -129,7 +128,6 @@ def queue_drop(ctx: click.Context, recipient_id: str | None, destination: str | 
     store = _store(ctx)
     with store.write() as conn:
         dropped, busy = queue.drop(conn, sel, time.time())
-    metrics.status_changed("soft_bounce", dropped)
     click.echo(f"dropped {dropped} recipients" + (f"; {busy} in flight were left to finish" if busy else ""))
 
 

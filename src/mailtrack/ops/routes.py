@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from .. import metrics as metrics_module  # chooses the multiprocess directory before anything counts
 from ..errors import AuthError, InputError, MailtrackError, NotFound
 from ..store import queue
 from ..store import workers as wstore
@@ -188,7 +187,6 @@ def drop(body: Target, store: Store = Depends(require_admin)) -> dict[str, Any]:
     sel = _selection(body)
     with store.write() as conn:
         dropped, busy = queue.drop(conn, sel, time.time())
-    metrics_module.status_changed("soft_bounce", dropped)
     return {"dropped": dropped, "in_flight_left": busy}
 
 

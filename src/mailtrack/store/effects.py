@@ -3,6 +3,8 @@
 Every event the core records (``transitions.record_batch``, and ``hits.record_hits`` for opens and
 clicks) is handed here in the same transaction. A new effect of a status change is a row below::
 
+Every status entered is also counted (``mailtrack_status_changes_total{status}``).
+
     event          suppression source   webhook outbox
     spooled …      —                    ✓  (every event type but ``creating``)
     hard_bounce    hard_bounce          ✓  (unless SUPPRESS_HARD_BOUNCES=false: Change.suppress)
@@ -20,7 +22,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ..domain.status import EventType
+from .. import metrics
+from ..domain.status import EventType, Status
 from . import suppressions
 
 SUPPRESSION_SOURCE: dict[str, str] = {
@@ -31,6 +34,8 @@ SUPPRESSION_SOURCE: dict[str, str] = {
 """Event type → suppression source: the events that put the address on the suppression list."""
 
 _LABELS = {"hard_bounce": "hard bounce", "complained": "marked as spam", "unsubscribed": "unsubscribed"}
+
+_STATUSES = frozenset(s.value for s in Status)  # counted in mailtrack_status_changes_total
 
 WEBHOOK_EVENTS: frozenset[str] = frozenset(t.value for t in EventType) - {EventType.CREATING.value}
 """Event types that are pushed to webhooks (``creating`` is internal: nothing happened yet)."""
@@ -66,6 +71,8 @@ def apply(conn: Connection, recorded: Sequence[Recorded]) -> None:
         for r in recorded if r.type in WEBHOOK_EVENTS
     ])
     for r in recorded:
+        if r.type in _STATUSES:
+            metrics.status_changed(r.type)
         source = SUPPRESSION_SOURCE.get(r.type)
         if source is not None and r.suppress:
             suppressions.add(conn, r.account_id, r.address, suppression_reason(r.type, r.reason), source)
