@@ -78,7 +78,7 @@ def statuses(store: Store) -> Counter[str]:
 
 
 def received(sim: Simulator) -> Counter[str]:
-    return Counter(str(m.headers["X-Mailtrack-ID"]) for m in sim.state.messages)
+    return Counter(str(m.headers["X-Mailtrack-ID"]).partition("-")[0] for m in sim.state.messages)  # RID-MAC
 
 
 async def wait_for(check: object, timeout: float, what: str) -> None:
