@@ -253,6 +253,12 @@ def record_attempts(conn: Connection, attempts: list[Attempt], owner: str, retry
     """
     if not attempts:
         return
+    # an endpoint removed while its POSTs were in flight: nothing left to record them against
+    alive = set(conn.execute(select(webhook_endpoints.c.id).where(
+        webhook_endpoints.c.id.in_(sorted({a.endpoint_id for a in attempts})))).scalars())
+    attempts = [a for a in attempts if a.endpoint_id in alive]
+    if not attempts:
+        return
     conn.execute(insert(webhook_attempts), [
         {"endpoint_id": a.endpoint_id, "delivery_ids": json.dumps(a.delivery_ids), "at": a.at,
          "status_code": a.status_code, "latency_ms": a.latency_ms, "response": a.response, "error": a.error}
