@@ -9,7 +9,9 @@ Targets on a 2-core machine: single ≥ 0.5× the receiver's capacity; batch ≥
 First, what the outbox costs: submission and recording delivery results with the outbox write
 switched off (baseline) and on, alternating, in the same run (target: ≥ 0.9×).
 
-usage: python bench/webhooks.py [--engines sqlite,postgresql] [--single 3000] [--batch 20000]
+The dispatcher gets the same 50 connections as wrk (WEBHOOK_CONCURRENCY=50; the default is 8).
+
+usage: python bench/webhooks.py [--engines sqlite,postgresql] [--single 10000] [--batch 50000]
 Bounded: every phase stops after --max-seconds (default 60).
 """
 
@@ -175,7 +177,8 @@ async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float) -> 
     return got, took
 
 
-def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float) -> dict[str, float]:
+def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, concurrency: int,
+               ) -> dict[str, float]:
     from mailtrack.config import load_config
     from mailtrack.store import accounts
     from mailtrack.store import webhooks as wh
@@ -183,7 +186,8 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float) -
 
     with database(engine) as url:
         config = load_config(env={"MAILTRACK_DATABASE_URL": url, "MAILTRACK_SECRET_KEY": "bench",
-                                  "MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "true"})
+                                  "MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "true",
+                                  "MAILTRACK_WEBHOOK_CONCURRENCY": str(concurrency)})
         store = open_store(url)
         with store.write() as conn:
             acct = accounts.get_or_create_account(conn, "bench")
@@ -261,16 +265,18 @@ def outbox_cost(engine: str, rounds: int = 6, per_round: int = 2000) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--engines", default="sqlite")
-    ap.add_argument("--single", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=20000)
+    ap.add_argument("--single", type=int, default=10000)
+    ap.add_argument("--batch", type=int, default=50000)
     ap.add_argument("--wrk-seconds", type=int, default=5)
     ap.add_argument("--max-seconds", type=float, default=60)
     ap.add_argument("--skip-outbox-cost", action="store_true")
+    ap.add_argument("--concurrency", type=int, default=50,
+                    help="WEBHOOK_CONCURRENCY for the run: 50, the connections wrk gets for the baseline")
     a = ap.parse_args()
     for engine in a.engines.split(","):
         if not a.skip_outbox_cost:
             outbox_cost(engine)
-        run_engine(engine, a.single, a.batch, a.wrk_seconds, a.max_seconds)
+        run_engine(engine, a.single, a.batch, a.wrk_seconds, a.max_seconds, a.concurrency)
 
 
 if __name__ == "__main__":
