@@ -106,7 +106,7 @@ def test_suppression_is_an_effect_of_the_event_type_with_one_reason_format(api: 
     got = {r["address"]: (r["source"], r["reason"]) for r in rows}
     assert got == {"a@example.test": ("hard_bounce", "hard bounce: 550 5.1.1 unknown"),
                    "b@example.test": ("complaint", "marked as spam: Marked as Spam"),
-                   "c@example.test": ("unsubscribed", "unsubscribed: one-click")}
+                   "c@example.test": ("unsubscribe", "unsubscribed: one-click")}
 
 
 def _account(api: Api) -> int:

@@ -7,7 +7,7 @@ clicks) is handed here in the same transaction. A new effect of a status change 
     spooled …      —                    ✓  (every event type but ``creating``)
     hard_bounce    hard_bounce          ✓  (unless SUPPRESS_HARD_BOUNCES=false: Change.suppress)
     complained     complaint            ✓
-    unsubscribed   unsubscribed         ✓
+    unsubscribed   unsubscribe          ✓
 
 A suppression's reason has one format, ``"<label>: <event reason>"`` (``suppression_reason``).
 """
@@ -26,7 +26,7 @@ from . import suppressions
 SUPPRESSION_SOURCE: dict[str, str] = {
     EventType.HARD_BOUNCE: "hard_bounce",
     EventType.COMPLAINED: "complaint",
-    EventType.UNSUBSCRIBED: "unsubscribed",
+    EventType.UNSUBSCRIBED: "unsubscribe",
 }
 """Event type → suppression source: the events that put the address on the suppression list."""
 

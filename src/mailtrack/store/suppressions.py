@@ -12,7 +12,7 @@ from ..errors import NotFound
 from .ids import now
 from .schema import suppressions
 
-SOURCES = ("manual", "hard_bounce", "complaint", "unsubscribed")
+SOURCES = ("manual", "hard_bounce", "complaint", "unsubscribe")
 
 
 def add(conn: Connection, account_id: int, address: str, reason: str, source: str) -> bool:
