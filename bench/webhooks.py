@@ -6,8 +6,12 @@ receiver's own capacity, measured with wrk (Debian `wrk`, C, keep-alive, 50 conn
 signed event — what the receiver can take at all. Then the dispatcher (in this process, on a fresh
 SQLite file or PostgreSQL schema) sends N single events, and then N batch events (arrays of 100).
 Targets on a 2-core machine: single ≥ 0.5× the receiver's capacity; batch ≥ 20,000 events/s.
+First, what the outbox costs: submission and recording delivery results with the outbox write
+switched off (baseline) and on, alternating, in the same run (target: ≥ 0.9×).
 
-usage: python bench/webhooks.py [--engines sqlite,postgresql] [--single 3000] [--batch 20000]
+The dispatcher gets the same 50 connections as wrk (WEBHOOK_CONCURRENCY=50; the default is 8).
+
+usage: python bench/webhooks.py [--engines sqlite,postgresql] [--single 10000] [--batch 50000]
 Bounded: every phase stops after --max-seconds (default 60).
 """
 
@@ -173,7 +177,8 @@ async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float) -> 
     return got, took
 
 
-def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float) -> dict[str, float]:
+def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, concurrency: int,
+               ) -> dict[str, float]:
     from mailtrack.config import load_config
     from mailtrack.store import accounts
     from mailtrack.store import webhooks as wh
@@ -181,7 +186,8 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float) -
 
     with database(engine) as url:
         config = load_config(env={"MAILTRACK_DATABASE_URL": url, "MAILTRACK_SECRET_KEY": "bench",
-                                  "MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "true"})
+                                  "MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "true",
+                                  "MAILTRACK_WEBHOOK_CONCURRENCY": str(concurrency)})
         store = open_store(url)
         with store.write() as conn:
             acct = accounts.get_or_create_account(conn, "bench")
@@ -211,16 +217,66 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float) -
     return {"capacity": cap, "single": single_rate, "batch": batch_rate}
 
 
+def outbox_cost(engine: str, rounds: int = 6, per_round: int = 2000) -> None:
+    """What writing outbox rows costs submission and delivery results: the same work with the
+    outbox write switched off (the baseline) and on, alternating rounds, in one run."""
+    from mailtrack.domain.status import Status
+    from mailtrack.store import accounts, effects, submit
+    from mailtrack.store import delivery as d
+    from mailtrack.store.db import open_store
+    from mailtrack.store.submit import NewEmail, NewRecipient
+
+    real = effects._write_outbox
+    times: dict[tuple[str, bool], float] = {}
+    with database(engine) as url:
+        store = open_store(url)
+        with store.write() as conn:
+            acct = accounts.get_or_create_account(conn, "bench")
+        for r in range(rounds):
+            on = r % 2 == 1
+            effects._write_outbox = real if on else (lambda conn, rows: None)  # type: ignore[assignment]
+            try:
+                t = time.perf_counter()
+                for start in range(0, per_round, 500):  # 10 emails x 50 recipients per transaction
+                    with store.write() as conn:
+                        submit.submit(conn, acct, [NewEmail("b@acme.example", [
+                            NewRecipient("", f"r{r}-{start + e * 50 + j}@example.com", "to") for j in range(50)],
+                            "Invoice", text="hi") for e in range(10)])
+                times[("submit", on)] = times.get(("submit", on), 0.0) + time.perf_counter() - t
+                with store.write() as conn:
+                    claimed = d.claim(conn, "bench", time.time(), 60, per_round).recipients
+                t = time.perf_counter()
+                for start in range(0, len(claimed), 100):  # the worker records results per batch
+                    with store.write() as conn:
+                        d.finish(conn, "bench", [d.Finished(c.id, Status.SENT, last_reply="250 ok", attempts=1,
+                                                            first_attempt_at=time.time())
+                                                 for c in claimed[start:start + 100]])
+                times[("finish", on)] = times.get(("finish", on), 0.0) + time.perf_counter() - t
+            finally:
+                effects._write_outbox = real
+        store.dispose()
+    n = per_round * rounds / 2
+    for what in ("submit", "finish"):
+        off, on_ = n / times[(what, False)], n / times[(what, True)]
+        print(f"[{engine}] {what}: {off:,.0f} recipients/s without the outbox (baseline), {on_:,.0f}/s with it "
+              f"= {on_ / off:.2f}x (target >= 0.90x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--engines", default="sqlite")
-    ap.add_argument("--single", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=20000)
+    ap.add_argument("--single", type=int, default=10000)
+    ap.add_argument("--batch", type=int, default=50000)
     ap.add_argument("--wrk-seconds", type=int, default=5)
     ap.add_argument("--max-seconds", type=float, default=60)
+    ap.add_argument("--skip-outbox-cost", action="store_true")
+    ap.add_argument("--concurrency", type=int, default=50,
+                    help="WEBHOOK_CONCURRENCY for the run: 50, the connections wrk gets for the baseline")
     a = ap.parse_args()
     for engine in a.engines.split(","):
-        run_engine(engine, a.single, a.batch, a.wrk_seconds, a.max_seconds)
+        if not a.skip_outbox_cost:
+            outbox_cost(engine)
+        run_engine(engine, a.single, a.batch, a.wrk_seconds, a.max_seconds, a.concurrency)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def test_suppression_is_an_effect_of_the_event_type_with_one_reason_format(api: 
     got = {r["address"]: (r["source"], r["reason"]) for r in rows}
     assert got == {"a@example.test": ("hard_bounce", "hard bounce: 550 5.1.1 unknown"),
                    "b@example.test": ("complaint", "marked as spam: Marked as Spam"),
-                   "c@example.test": ("unsubscribed", "unsubscribed: one-click")}
+                   "c@example.test": ("unsubscribe", "unsubscribed: one-click")}
 
 
 def _account(api: Api) -> int:
@@ -362,3 +362,22 @@ def test_cli_add_list_show_replay_remove(any_store: Store, tmp_path: Path, recei
     assert r.exit_code == 0
     r = run.invoke(main, ["webhook", "show", "--account", "acme", wid], env=env)
     assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+async def test_removing_an_endpoint_while_its_posts_are_in_flight_breaks_nothing(
+        wapi: Api, receiver: Receiver) -> None:
+    import threading
+
+    release = threading.Event()
+    receiver.answers["/slow"] = lambda _n: 200 if release.wait(20) else 500
+    wid = _endpoint(wapi, receiver.url("/slow"))["id"]
+    _send(wapi, cc=[], bcc=[])
+    async with dispatching(wapi) as [d]:
+        await _until(lambda: bool(receiver.on("/slow")), "a POST in flight")
+        assert wapi.client.delete(f"/api/v1/webhooks/{wid}", headers=wapi.h()).status_code == 204
+        release.set()
+        other = _endpoint(wapi, receiver.url("/after"))["id"]
+        _send(wapi, cc=[], bcc=[])
+        await _until(lambda: bool(receiver.on("/after")), "the next endpoint served")
+    assert wapi.get(f"/api/v1/webhooks/{other}").json()["enabled"] is True
+    assert d.sent >= 1

@@ -62,6 +62,8 @@ class Receiver:
                 answer = outer.answers.get(self.path, 200)
                 code = answer(n) if callable(answer) else answer
                 reply = b"x" * 5000 if self.path == "/big" else b'{"ok":true}'
+                if code in (204, 304):
+                    reply = b""  # no body allowed
                 self.send_response(code)
                 if code in (301, 302, 307, 308):
                     self.send_header("Location", "/elsewhere")

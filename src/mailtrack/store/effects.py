@@ -80,13 +80,14 @@ def apply(conn: Connection, recorded: Sequence[Recorded]) -> None:
 
 _OUTBOX_COLS = "account_id, recipient_id, email_id, type, at, seq, status, reason, data_json, fanned"
 _CHUNK = 200
+_COPY_FROM = 500  # below this, COPY's own set-up costs more than the INSERTs it saves
 
 
 def _write_outbox(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     """Plain multi-row INSERTs (COPY on PostgreSQL): this runs for every event, hits included."""
     if not rows:
         return
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+    if len(rows) >= _COPY_FROM and conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur, cur.copy(f"COPY webhook_outbox ({_OUTBOX_COLS}) FROM STDIN") as copy:

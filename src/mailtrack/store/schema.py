@@ -217,8 +217,8 @@ webhook_outbox = Table(
     Column("reason", Text, nullable=True),
     Column("data_json", Text, nullable=True),
     Column("fanned", Boolean, nullable=False, default=False),
-    Index("ix_webhook_outbox_fanned", "fanned", "id"),
-    Index("ix_webhook_outbox_account_at", "account_id", "at"),
+    # only the rows not fanned out yet: a small index, whatever the outbox's size
+    Index("ix_webhook_outbox_pending", "id", sqlite_where=text("fanned = 0"), postgresql_where=text("NOT fanned")),
 )
 
 webhook_endpoints = Table(

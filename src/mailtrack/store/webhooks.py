@@ -191,7 +191,7 @@ def claim(conn: Connection, owner: str, now: float, lease: float, limit: int) ->
            .select_from(webhook_deliveries.join(webhook_endpoints,
                                                 webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id))
            .where(webhook_deliveries.c.next_attempt_at <= now, webhook_endpoints.c.enabled)
-           .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id).limit(limit))
+           .order_by(webhook_deliveries.c.next_attempt_at).limit(limit))  # index order: no sort of the backlog
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True, of=webhook_deliveries)
     ids = [int(i) for i in conn.execute(due).scalars()]
@@ -251,6 +251,12 @@ def record_attempts(conn: Connection, attempts: list[Attempt], owner: str, retry
 
     410 Gone disables the endpoint at once; an endpoint failing continuously for ``max_age`` too.
     """
+    if not attempts:
+        return
+    # an endpoint removed while its POSTs were in flight: nothing left to record them against
+    alive = set(conn.execute(select(webhook_endpoints.c.id).where(
+        webhook_endpoints.c.id.in_(sorted({a.endpoint_id for a in attempts})))).scalars())
+    attempts = [a for a in attempts if a.endpoint_id in alive]
     if not attempts:
         return
     conn.execute(insert(webhook_attempts), [

@@ -75,7 +75,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        async with sender.client(self.config.webhook_timeout) as http:
+        async with sender.client(self.config.webhook_timeout, self.config.webhook_allow_private) as http:
             self._http = http
             while not self._stopping:
                 attempts, retry_at = self._take_finished()

@@ -31,8 +31,8 @@ def upgrade() -> None:
         sa.Column("fanned", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_webhook_outbox"),
     )
-    op.create_index("ix_webhook_outbox_fanned", "webhook_outbox", ["fanned", "id"])
-    op.create_index("ix_webhook_outbox_account_at", "webhook_outbox", ["account_id", "at"])
+    op.create_index("ix_webhook_outbox_pending", "webhook_outbox", ["id"], sqlite_where=sa.text("fanned = 0"),
+                    postgresql_where=sa.text("NOT fanned"))
     op.create_table(
         "webhook_endpoints",
         sa.Column("id", sa.String(32), primary_key=True),
