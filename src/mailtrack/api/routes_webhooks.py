@@ -57,7 +57,8 @@ class WebhookPatch(Strict):
 
 
 class ReplayIn(Strict):
-    since: datetime | None = Field(None, description="queue again every event at or after this time")
+    since: datetime | None = Field(None, strict=False,  # an ISO 8601 string in JSON: strict mode would refuse it
+                                   description="queue again every event at or after this time")
     event_id: str | None = Field(None, pattern=r"^evt_[0-9]{1,18}$", description="or just this one event")
 
 
