@@ -31,6 +31,10 @@ def seed_every_status(store: Store, acct: int, reference: str = "T-7") -> tuple[
     """An email whose seven recipients are in the seven statuses; returns (email id, status → recipient id)."""
     statuses = ["creating", "spooled", "sent", "deferred", "soft_bounce", "hard_bounce", "rejected"]
     with store.write() as conn:
+        # an earlier seed in the same account suppressed its hard bounce and complaint (the core's effects)
+        listed = suppressions.suppressed_among(conn, acct, {f"{s.replace('_', '-')}@example.test" for s in statuses})
+        for address in listed:
+            suppressions.remove(conn, acct, address)
         suppressions.add(conn, acct, "rejected@example.test", "unsubscribed", "manual")
         rcpts = [NewRecipient("", f"{s.replace('_', '-')}@example.test", kind)
                  for s, kind in zip(statuses, ["to", "to", "to", "cc", "cc", "bcc", "bcc"], strict=True)]
