@@ -65,8 +65,9 @@ def serve(env: dict[str, str], *args: str) -> Iterator[str]:
     port = free_port()
     env = {**env, "MAILTRACK_HTTP": f"127.0.0.1:{port}"}
     env.setdefault("MAILTRACK_INBOUND_SMTP", f"127.0.0.1:{free_port()}")
+    env.setdefault("MAILTRACK_SUBMISSION_SMTP", "")  # off unless a bench asks for it (a fixed port would collide)
     # stderr to a file, not a pipe: a pipe nobody reads fills up and stalls a chatty server
-    log = tempfile.TemporaryFile("w+")
+    log = open(os.environ["BENCH_SERVE_LOG"], "w+") if os.environ.get("BENCH_SERVE_LOG") else tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([str(BIN / "mailtrack"), "serve", *args], env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

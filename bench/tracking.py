@@ -10,9 +10,11 @@ Baseline in the same run: nginx's ``empty_gif`` (records nothing) via
 ``--unrecorded`` first loads the same server with a token that fails verification: the same
 pixel path without recording, the ceiling that recording is measured against.
 ``--no-nginx`` skips the nginx run (for quick A/B loops).
+``--during-burst`` instead measures pixel and click latency, failures and recorded/answered while
+2,000 emails are submitted and delivered (see tracking_burst.py).
 
 usage: python bench/tracking.py [--engines sqlite,postgresql] [--seconds 8] [--connections 50]
-                                [--unrecorded] [--no-nginx] [--show-wrk]
+                                [--unrecorded] [--no-nginx] [--show-wrk] [--during-burst]
 """
 
 from __future__ import annotations
@@ -95,9 +97,13 @@ def run_engine(engine: str, seconds: int, conns: int, unrecorded: bool = False) 
                 res["unrecorded"] = parse_wrk(_wrk(bad, seconds, conns))
             out = _wrk(pixel, seconds, conns)
             res.update(parse_wrk(out))
-            time.sleep(0.5)  # wrk may close sockets whose hits are still committing
-            res["opens_total"], res["events"] = recorded(url, key, email_id, rid)
             res["expected"] = res["completed"] - res["non2xx"] + 1  # +1: the warm-up hit
+            deadline = time.monotonic() + 60  # hits are written after the answer: wait for them
+            while True:
+                res["opens_total"], res["events"] = recorded(url, key, email_id, rid)
+                if res["opens_total"] >= res["expected"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             res["wrk"] = out
     return res
 
@@ -118,7 +124,15 @@ def main() -> None:
     ap.add_argument("--no-nginx", action="store_true", help="skip the nginx baseline (A/B loops)")
     ap.add_argument("--unrecorded", action="store_true",
                     help="also load the same server with a bad token first: the pixel path without recording")
+    ap.add_argument("--during-burst", action="store_true",
+                    help="pixel/click latency and failures while 2,000 emails are submitted and delivered")
     args = ap.parse_args()
+    if args.during_burst:
+        from tracking_burst import run
+
+        for engine in args.engines.split(","):
+            run(engine)
+        return
     base = float("nan") if args.no_nginx else nginx_baseline(args.seconds, args.connections)
     print(f"baseline nginx empty_gif (records nothing): {base:,.0f} req/s")
     for engine in args.engines.split(","):

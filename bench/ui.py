@@ -163,7 +163,7 @@ async def measure(app: Any, key: str, ids: list[str], refs: list[str], n_request
 def run(engine: str, n_emails: int, n_requests: int) -> bool:
     import asyncio
 
-    from mailtrack.api.app import create_app
+    from mailtrack.app import create_app
 
     with database(engine) as url:
         store = open_store(url)

@@ -5,9 +5,13 @@ set -u
 PACKAGES=(
   chromium            # browser tests (Playwright drives Debian's chromium; never a downloaded browser)
   swaks               # a real SMTP client for submission tests
+  postfix             # a null client relaying to SMTP submission with SASL (tests), smtp-source (benches);
+                      # noninteractive install, not started by it (tests run a private instance)
+  libsasl2-modules    # Postfix's SASL client mechanisms (PLAIN, LOGIN)
   libmail-dkim-perl   # Mail::DKIM: an independent DKIM verifier
   opendkim-tools      # opendkim-testmsg and friends: a second independent verifier
   stress-ng           # loading the machine while the flaky-test checks run
+  wrk                 # HTTP load generator: a webhook receiver's own capacity (bench/webhooks.py)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

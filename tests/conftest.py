@@ -74,7 +74,7 @@ class Api:
     def __init__(self, store: Store, config: Config) -> None:
         from fastapi.testclient import TestClient
 
-        from mailtrack.api.app import create_app
+        from mailtrack.app import create_app
 
         self.store = store
         self.config = config
@@ -98,10 +98,26 @@ class Api:
     def get(self, path: str, key: str | None = None, **kw: Any) -> Any:
         return self.client.get(path, headers=self.h(key), **kw)
 
+    def close(self) -> None:
+        """Write what the test's hits left queued and stop the hit writer (before the next test's TRUNCATE)."""
+        fast = getattr(self.app.state, "tracking", None)
+        recorder = fast.started_recorder if fast is not None else None
+        if recorder is not None:
+            recorder.close(timeout=30.0)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every pixel/click hit answered so far is written (they are written after the answer)."""
+        fast = getattr(self.app.state, "tracking", None)
+        recorder = fast.started_recorder if fast is not None else None
+        if recorder is not None:
+            assert recorder.flush(timeout), f"tracking hits not written within {timeout} s"
+
 
 @pytest.fixture
-def api(any_store: Store, tmp_path: Path) -> Api:
-    return Api(any_store, make_config(tmp_path))
+def api(any_store: Store, tmp_path: Path) -> Iterator[Api]:
+    a = Api(any_store, make_config(tmp_path))
+    yield a
+    a.close()
 
 
 def email_body(**over: Any) -> dict[str, Any]:

@@ -78,6 +78,8 @@ class Tally:
     kind_ok: int = 0
     hard_total: int = 0
     hard_ok: int = 0
+    undetermined: int = 0
+    failed: int = 0
     adjusted: dict[str, list[int]] = field(default_factory=lambda: {"recipients": [0, 0], "hard": [0, 0]})
 
     def share(self, ok: int, total: int) -> float:
@@ -114,7 +116,11 @@ def _score(label: dict[str, Any], report: Report, tallies: list[Tally]) -> list[
         mine = by_address.get((p["address"] or "").lower())
         if mine is None and len(report.recipients) == 1 and len(label["per_recipient"]) == 1:
             mine = report.recipients[0]
-        hard_ok += bool(mine and mine.hard == p["hard"])
+        if p["address"] is None and not report.recipients:
+            hard_ok += 1  # a report naming nobody (ARF) rightly yields no recipient to be wrong about
+            continue
+        # undetermined (None) is treated as soft: the address is retried, never suppressed
+        hard_ok += bool(mine and bool(mine.hard) == p["hard"])
     name = label["file"]
     for t in tallies:
         t.messages += 1
@@ -122,6 +128,9 @@ def _score(label: dict[str, Any], report: Report, tallies: list[Tally]) -> list[
         t.kind_ok += report.kind == label["kind"]
         t.hard_total += len(hard_pairs)
         t.hard_ok += hard_ok
+        if report.kind == "bounce":
+            t.failed += len(report.recipients)
+            t.undetermined += sum(r.hard is None for r in report.recipients)
         if name not in DISPUTED_RECIPIENTS:
             t.adjusted["recipients"][0] += got == expected
             t.adjusted["recipients"][1] += 1
@@ -166,6 +175,10 @@ def _table(result: Result) -> str:
         f"adjusted (disputed labels left out): recipients {adj['recipients'][0] / adj['recipients'][1]:.3f}"
         f" hard {adj['hard'][0] / max(1, adj['hard'][1]):.3f}"
     )
+    out.append(
+        f"undetermined (hard null) among bounced recipients: {result.overall.undetermined} of"
+        f" {result.overall.failed} ({result.overall.share(result.overall.undetermined, result.overall.failed):.3f})"
+    )
     out += ["", "== by detector (ours) ==", head]
     out += [t.row(name) for name, t in sorted(result.by_detector.items())]
     out += ["", "== by corpus engine (Sisimai's name; flufl:<file group>) ==", head]
@@ -184,12 +197,14 @@ def test_accuracy_table(corpus: Result) -> None:
     t = corpus.overall
     assert t.messages >= 455
     # Thresholds: what the parser reaches today minus a small margin.
-    assert t.share(t.recipients_ok, t.messages) >= 0.97
-    assert t.share(t.kind_ok, t.messages) >= 0.98
-    assert t.share(t.hard_ok, t.hard_total) >= 0.90
+    assert t.share(t.recipients_ok, t.messages) >= 0.985
+    assert t.share(t.kind_ok, t.messages) >= 0.995
+    assert t.share(t.hard_ok, t.hard_total) >= 0.915
     adjusted = t.adjusted
-    assert adjusted["recipients"][0] / adjusted["recipients"][1] >= 0.98
-    assert adjusted["hard"][0] / adjusted["hard"][1] >= 0.98
+    assert adjusted["recipients"][0] / adjusted["recipients"][1] >= 0.99
+    assert adjusted["hard"][0] / adjusted["hard"][1] >= 0.995
+    # undetermined is an answer, but a rare one: most reports say what happened
+    assert t.share(t.undetermined, t.failed) <= 0.15
 
 
 def test_every_message_is_fast(corpus: Result) -> None:
@@ -260,7 +275,7 @@ def test_report_to_json_has_exactly_the_documented_keys() -> None:
     report = parse_message((SAMPLES / "dsn-user-unknown.eml").read_bytes())
     data = report_to_json(report, file="x.eml")
     assert list(data) == ["file", "kind", "recipients", "feedback_type"]
-    assert list(data["recipients"][0]) == ["address", "status", "reason", "hard", "diagnostic"]
+    assert list(data["recipients"][0]) == ["address", "status", "reason", "hard", "confidence", "diagnostic"]
     assert data["file"] == "x.eml"
     assert data["recipients"][0]["status"] == "5.1.1"
     json.dumps(data)

@@ -59,8 +59,10 @@ def test_headers_same_for_every_recipient_but_ids() -> None:
         assert m["Reply-To"] == "desk@acme.test" and m["Subject"] == "Task sheet T-42"
         assert m["X-Entity-Ref-ID"] == "T-42" and m["List-Unsubscribe"] == "<mailto:u@acme.test>"
         assert m["MIME-Version"] == "1.0" and m["Date"] is not None
-        assert m["Message-ID"] == message_id(rid, "e0001", BOUNCE) == f"<{rid}.e0001@{BOUNCE}>"
-        assert m["X-Mailtrack-ID"] == rid
+        assert m["Message-ID"] == message_id(rid, "e0001", BOUNCE, SECRET) == tokens.message_id(SECRET, rid, "e0001",
+                                                                                              BOUNCE)
+        assert tokens.parse_message_id(SECRET, m["Message-ID"], BOUNCE) == (rid, "e0001")
+        assert tokens.recipient_from_mailtrack_id(SECRET, m["X-Mailtrack-ID"]) == rid
         assert "Bcc" not in m
         assert out.mail_from == tokens.verp_address(SECRET, rid, BOUNCE)
         assert tokens.recipient_from_verp(SECRET, out.mail_from) == rid
@@ -139,7 +141,7 @@ def test_tracking_personalises_html_per_recipient_only_when_tracked() -> None:
     h2 = parse(c.compose(tracked, "r2", "b@x.test").data).get_body(("html",))
     c1, c2 = text_of(h1), text_of(h2)
     assert f"https://t.example.test/o/{tokens.open_token(SECRET, 'r1')}.gif" in c1
-    assert f"https://t.example.test/c/{tokens.click_token(SECRET, 'r2', 0)}" in c2
+    assert f"https://t.example.test/c/{tokens.click_url_token(SECRET, 'r2', 0, 'https://acme.test/i/42')}" in c2
     assert "https://acme.test/i/42" not in c1
     plain = parse(c.compose(src(id="e9", html=html, tracking=False), "r1", "a@x.test").data).get_body(("html",))
     assert text_of(plain).strip() == html

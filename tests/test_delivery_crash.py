@@ -57,7 +57,7 @@ def start_worker(db_url: str, port: int, log: Path, command: str = "worker", **e
     env = {**os.environ, "MAILTRACK_DATABASE_URL": db_url, "MAILTRACK_SECRET_KEY": "test-secret",
            "MAILTRACK_HTTP": f"127.0.0.1:{_free_port()}", "MAILTRACK_INBOUND_SMTP": f"127.0.0.1:{_free_port()}",
            "MAILTRACK_TRANSPORT_MAP": f"*=127.0.0.1:{port}", "MAILTRACK_DELIVERY_LEASE": "2s",
-           "MAILTRACK_SMTP_TIMEOUT": "5s", "MAILTRACK_LOG_LEVEL": "info", **extra}
+           "MAILTRACK_SMTP_TIMEOUT": "5s", "MAILTRACK_LOG_LEVEL": "info", "MAILTRACK_SUBMISSION_SMTP": "", **extra}
     with log.open("ab") as out:
         return subprocess.Popen([MAILTRACK, command], env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -33,7 +33,7 @@ async def test_two_workers_on_postgresql_send_each_recipient_once(pg_schema_url:
             t0 = time.monotonic()
             procs = [start_worker(pg_schema_url, sim.port, log) for log in logs]
             try:
-                deadline = time.monotonic() + max(60, N / 50)
+                deadline = time.monotonic() + max(300, N / 20)  # a deadline for finishing at all, not a speed check
                 while (await asyncio.to_thread(statuses, store)).get("sent", 0) < N:
                     assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
                     assert time.monotonic() < deadline, "delivery did not finish in time"

@@ -51,9 +51,9 @@ class Sent:
         lines += ["From: Acme Ops <ops@acme.test>", f"To: {address}", "Subject: Invoice 1001",
                   "Date: Mon, 06 Jan 2025 10:00:00 +0000"]
         if message_id:
-            lines.append(f"Message-ID: <{rid}.{self.email_id}@{config.bounce_domain}>")
+            lines.append(f"Message-ID: {tokens.message_id(config.secret_key, rid, self.email_id, config.bounce_domain)}")
         if mailtrack_id:
-            lines.append(f"X-Mailtrack-ID: {rid}")
+            lines.append(f"X-Mailtrack-ID: {tokens.mailtrack_id(config.secret_key, rid)}")
         return "\r\n".join(lines) + "\r\n"
 
 

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from mailtrack import tokens
+from mailtrack.inject import personalize_html
 from mailtrack.store import transitions
 from mailtrack.store.schema import events, links
 from mailtrack.tracking.fastpath import GIF
-from mailtrack.tracking.inject import personalize_html
 
 from .conftest import Api, email_body
 
@@ -108,6 +108,7 @@ def test_open_and_click_count_for_their_recipient_only(api: Api, sent_email: Any
     assert r.status_code == 302
     assert r.headers["location"] == "https://portal.acme.test/tasks/42?a=1&b=2"
     assert "no-store" in r.headers["cache-control"] and "set-cookie" not in r.headers
+    api.settle()
     got = view(api, e["id"])
     a, b = got["alice@example.test"], got["bob@example.test"]
     assert a["opens"] == {"total": 1, "human": 1} and a["clicks"] == {"total": 1, "human": 1}
@@ -130,6 +131,7 @@ def test_per_link_counts_and_account_scoping(api: Api, sent_email: Any) -> None:
     _, clicks = paths(composed_html(api, e["id"], rid) or "")
     api.client.get(clicks[1], headers={"User-Agent": BROWSER}, follow_redirects=False)
     api.client.get(clicks[1], headers={"User-Agent": "curl/8.5.0"}, follow_redirects=False)
+    api.settle()
     r = api.get(f"/api/v1/recipients/{rid}/links")
     assert r.status_code == 200
     got = {lk["index"]: (lk["url"], lk["clicks"]) for lk in r.json()["links"]}
@@ -168,6 +170,7 @@ def test_tampered_tokens_count_nothing(api: Api, sent_email: Any) -> None:
     for t in forged_clicks:
         r = api.client.get(f"/c/{t}", headers={"User-Agent": BROWSER}, follow_redirects=False)
         assert r.status_code == 404 and "location" not in r.headers, t
+    api.settle()
     for rid in (a, b):
         assert count_events(api, rid, "opened") == 0 and count_events(api, rid, "clicked") == 0
     # the genuine token of a link index that was never stored is not a redirect either
@@ -202,8 +205,10 @@ def test_head_and_prefetch_are_served_not_counted(api: Api, sent_email: Any) -> 
         assert api.client.get(clicks[0], headers=h, follow_redirects=False).status_code == 302
     assert api.client.head(clicks[0], follow_redirects=False).status_code == 302
     assert api.client.post(pixel).status_code == 405
+    api.settle()
     assert count_events(api, rid, "opened") == 0 and count_events(api, rid, "clicked") == 0
     api.client.get(pixel)
+    api.settle()
     assert count_events(api, rid, "opened") == 1
 
 
@@ -215,6 +220,7 @@ def test_classes_recorded_and_first_times_from_humans_only(api: Api, sent_email:
                                                  "(via ggpht.com GoogleImageProxy)"})
     api.client.get(pixel, headers={"User-Agent": "Mozilla/5.0"})
     api.client.get(clicks[0], headers={"User-Agent": "Mimecast/1.0"}, follow_redirects=False)
+    api.settle()
     b = view(api, e["id"])["bob@example.test"]
     assert b["opens"] == {"total": 2, "human": 0} and b["clicks"] == {"total": 1, "human": 0}
     assert b["first_opened_at"] is None and b["first_clicked_at"] is None
@@ -229,6 +235,7 @@ def test_click_right_after_delivery_is_a_scanner(api: Api) -> None:
     mark_sent(api, rid, time.time())
     _, clicks = paths(composed_html(api, e["id"], rid) or "")
     api.client.get(clicks[0], headers={"User-Agent": BROWSER}, follow_redirects=False)
+    api.settle()
     got = next(r for r in view(api, e["id"]).values() if r["id"] == rid)
     assert got["clicks"] == {"total": 1, "human": 0}
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from mailtrack import tokens
-from mailtrack.tracking.inject import extract_links, personalize_html
+from mailtrack.inject import extract_links, personalize_html
 
 SECRET = "s3cret"
 BASE = "https://t.example/"
@@ -17,8 +17,8 @@ def personal(html: str, rid: str = "abc123", **kw: object) -> str:
     return personalize_html(html, email_id="e1", recipient_id=rid, public_url=BASE, secret=SECRET, **kw)  # type: ignore[arg-type]
 
 
-def click(rid: str, idx: int) -> str:
-    return f"https://t.example/c/{tokens.click_token(SECRET, rid, idx)}"
+def click(rid: str, idx: int, url: str) -> str:
+    return f"https://t.example/c/{tokens.click_url_token(SECRET, rid, idx, url)}"
 
 
 def test_rewrites_trackable_links_in_order_and_keeps_the_rest() -> None:
@@ -31,9 +31,9 @@ def test_rewrites_trackable_links_in_order_and_keeps_the_rest() -> None:
             '<a\n  href="\n https://c.example/z\t">C</a></BODY></html>')
     assert extract_links(html) == ["https://a.example/x?a=1&b=2", "http://b.example/y", "https://c.example/z"]
     out = personal(html)
-    assert f'<A HREF="{click("abc123", 0)}">' in out
-    assert f"href = '{click('abc123', 1)}' title=\"a>b\"" in out
-    assert click("abc123", 2) in out
+    assert f'<A HREF="{click("abc123", 0, "https://a.example/x?a=1&b=2")}">' in out
+    assert f"href = '{click('abc123', 1, 'http://b.example/y')}' title=\"a>b\"" in out
+    assert click("abc123", 2, "https://c.example/z") in out
     for kept in ("mailto:x@y.example", "tel:+15550100", '"#top"', "https://private.example/", "javascript:alert(1)",
                  '"/relative"', '"//proto.example"', "https://commented.example/"):
         assert kept in out
@@ -51,7 +51,8 @@ def test_pixel_appended_without_body_and_only_before_the_last_real_body_close() 
 def test_excluded_domains_are_not_rewritten_but_keep_their_index() -> None:
     html = '<a href="https://portal.acme.example/a">1</a><a href="https://other.example/">2</a>'
     out = personal(html, exclude_domains=["acme.example"])
-    assert "https://portal.acme.example/a" in out and click("abc123", 1) in out and click("abc123", 0) not in out
+    assert "https://portal.acme.example/a" in out and click("abc123", 1, "https://other.example/") in out
+    assert "/c/abc123-0-" not in out
     assert extract_links(html) == ["https://portal.acme.example/a", "https://other.example/"]
 
 
@@ -64,7 +65,8 @@ def test_outlook_conditional_comments_are_scanned_and_script_is_not() -> None:
 def test_two_recipients_get_different_tokens_for_the_same_html() -> None:
     html = '<body><a href="https://a.example/">a</a></body>'
     a, b = personal(html, rid="aaa"), personal(html, rid="bbb")
-    assert a != b and click("aaa", 0) in a and click("bbb", 0) in b and "/c/aaa-" not in b
+    url = "https://a.example/"
+    assert a != b and click("aaa", 0, url) in a and click("bbb", 0, url) in b and "/c/aaa-" not in b
 
 
 @pytest.mark.parametrize("n", [0, 1, 50])
@@ -75,15 +77,6 @@ def test_every_rewritten_link_maps_to_its_extracted_url(n: int) -> None:
     found = re.findall(r"/c/([^\"']+)", out)
     assert len(found) == len(urls) == n
     for i, tok in enumerate(found):
-        assert tokens.parse_click(SECRET, tok) == ("abc123", i)
         assert urls[i] == f"https://x{i}.example/p?q={i}&r=1"
-
-
-def test_fast_enough_for_large_bodies() -> None:
-    import time
-
-    html = "<html><body>" + "<p>text <a href='https://a.example/x'>link</a></p>" * 500 + "</body></html>"
-    t = time.perf_counter()
-    for _ in range(10):
-        personal(html)
-    assert (time.perf_counter() - t) / 10 < 0.05  # 500 links: well under 50 ms per recipient
+        assert tokens.parse_click_url(SECRET, tok) == ("abc123", i, urls[i])
+        assert tokens.parse_click_url("other-secret", tok) is None

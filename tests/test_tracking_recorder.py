@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import create_engine, func, select
 
 from mailtrack import tokens
-from mailtrack.api.app import create_app
+from mailtrack.app import create_app
 from mailtrack.store.db import Store
 from mailtrack.store.schema import events, recipients
 from mailtrack.tracking.fastpath import GIF
@@ -43,17 +43,19 @@ async def test_concurrent_hits_are_group_committed_exactly_once_each(api: Api) -
     transport = httpx.ASGITransport(app=api.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         paths = [f"/o/{tokens.open_token(api.config.secret_key, rids[i % 2])}.gif" for i in range(n)]
-        got = await asyncio.gather(*(client.get(p, headers={"User-Agent": UA}) for p in paths))
-    assert all(r.status_code == 200 and r.content == GIF for r in got)
-    # acknowledged means committed: the counts are there as soon as the responses are
+        with api.store.write() as conn:  # a commit that takes long: the hits arriving meanwhile wait together
+            conn.execute(select(recipients.c.id).where(recipients.c.id.in_(rids)).with_for_update())
+            got = await asyncio.gather(*(client.get(p, headers={"User-Agent": UA}) for p in paths))
+        assert all(r.status_code == 200 and r.content == GIF for r in got)  # all answered while it was held
+    assert await asyncio.to_thread(recorder.flush, 30.0)  # and written after
     assert _opens(api.store, rids[0]) == (n // 2, n // 2, n // 2)
     assert _opens(api.store, rids[1]) == (n // 2, n // 2, n // 2)
-    assert recorder.written == n
-    assert recorder.batches < n // 3  # grouped, not one transaction per hit
+    assert recorder.written == n and recorder.lost == 0
+    assert recorder.batches <= 6  # grouped, not one transaction per hit
     recorder.close()
 
 
-def test_pixel_still_served_when_the_store_is_broken(tmp_path: Path) -> None:
+def test_pixel_and_click_served_when_the_store_is_broken(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     config = make_config(tmp_path)
@@ -63,39 +65,33 @@ def test_pixel_still_served_when_the_store_is_broken(tmp_path: Path) -> None:
     app.state.tracking_recorder = recorder
     client = TestClient(app)
     token = tokens.open_token(config.secret_key, "abc123")
-    t = time.monotonic()
     r = client.get(f"/o/{token}.gif", headers={"User-Agent": UA})
     assert r.status_code == 200 and r.content == GIF and r.headers["content-type"] == "image/gif"
-    assert time.monotonic() - t < 2
     broken.dispose()  # a disposed engine: still a GIF
     assert client.get(f"/o/{token}.gif").content == GIF
-    # a click cannot be redirected without its stored URL: a clear 503, never a traceback
+    # a click carries its target: it redirects with the store down
+    url = "https://portal.acme.test/invoice/42?x=1"
+    r = client.get(f"/c/{tokens.click_url_token(config.secret_key, 'abc123', 0, url)}", follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"] == url
+    # an old-style token needs its stored URL: a clear 503, never a traceback
     r = client.get(f"/c/{tokens.click_token(config.secret_key, 'abc123', 0)}", follow_redirects=False)
     assert r.status_code == 503 and "location" not in r.headers
-    deadline = time.monotonic() + 5
-    while recorder.lost < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert recorder.lost == 2 and recorder.written == 0  # given up after retry_for, and said so
+    assert recorder.flush(30.0)
+    assert recorder.lost == 3 and recorder.written == 0  # given up after retry_for, and said so
     recorder.close()
 
 
-def test_slow_store_answers_after_the_timeout_and_writes_later(api: Api) -> None:
+def test_hit_answered_while_the_store_is_locked_is_written_when_it_is_free(api: Api) -> None:
     recorder = Recorder(api.store)
     api.app.state.tracking_recorder = recorder
-    api.app.state.tracking_timeout = 0.3
     rid = _recipient(api)
     token = tokens.open_token(api.config.secret_key, rid)
     with api.store.write() as conn:  # holds the writer's lock (SQLite) / the recipient row (PostgreSQL)
         conn.execute(select(recipients.c.id).where(recipients.c.id == rid).with_for_update())
-        t = time.monotonic()
         r = api.client.get(f"/o/{token}.gif", headers={"User-Agent": UA})
-        waited = time.monotonic() - t
-        assert r.status_code == 200 and r.content == GIF
-        assert 0.25 < waited < 2.0
-        time.sleep(0.2)
-    deadline = time.monotonic() + 5
-    while _opens(api.store, rid)[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+        assert r.status_code == 200 and r.content == GIF  # answered without the store
+        assert _opens(api.store, rid) == (0, 0, 0)  # answered before any commit
+    assert recorder.flush(30.0)
     assert _opens(api.store, rid) == (1, 1, 1)
     recorder.close()
 
@@ -106,6 +102,6 @@ def test_close_flushes_queued_hits(api: Api) -> None:
     rid = _recipient(api)
     recorder = Recorder(api.store)
     for _ in range(5):
-        recorder.submit_nowait(Hit(rid, "opened", time.time(), "203.0.113.1", UA, "human"))
+        recorder.submit(Hit(rid, "opened", time.time(), "203.0.113.1", UA, "human"))
     recorder.close()
     assert _opens(api.store, rid) == (5, 5, 5)

@@ -36,7 +36,7 @@ def _alive(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+async def _until(check: Callable[[], bool], seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not check() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -45,23 +45,24 @@ async def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
 async def test_killed_writer_is_restarted_and_its_held_hits_are_resent(api: Api) -> None:
     recorder = Recorder(api.store)
     api.app.state.tracking_recorder = recorder
-    api.app.state.tracking_timeout = 0.3
     rid = _recipient(api)
     pixel = f"/o/{tokens.open_token(api.config.secret_key, rid)}.gif"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://t") as client:
         assert (await client.get(pixel, headers={"User-Agent": UA})).content == GIF
+        assert await asyncio.to_thread(recorder.flush, 30.0)
         first = recorder.writer_pid
         assert first is not None and _opens(api.store, rid) == (1, 1, 1)
         with api.store.write() as conn:  # the writer waits for this lock (SQLite) / row (PostgreSQL)
             conn.execute(select(recipients.c.id).where(recipients.c.id == rid).with_for_update())
             got = await asyncio.gather(*(client.get(pixel, headers={"User-Agent": UA}) for _ in range(10)))
-            assert all(r.status_code == 200 and r.content == GIF for r in got)  # answered after the timeout
-            os.kill(first, signal.SIGKILL)  # with the ten hits in hand, uncommitted
+            assert all(r.status_code == 200 and r.content == GIF for r in got)  # answered, not yet written
+            os.kill(first, signal.SIGKILL)  # with the ten hits uncommitted
             await _until(lambda: recorder.writer_pid not in (None, first))
             assert recorder.writer_pid not in (None, first)
-        await _until(lambda: _opens(api.store, rid)[0] == 11)
+        assert await asyncio.to_thread(recorder.flush, 30.0)
         assert _opens(api.store, rid) == (11, 11, 11)  # resent to the new writer, written once
         assert (await client.get(pixel, headers={"User-Agent": UA})).status_code == 200
+        assert await asyncio.to_thread(recorder.flush, 30.0)
         assert _opens(api.store, rid) == (12, 12, 12)
     recorder.close()
     assert not _alive(first)
@@ -70,7 +71,7 @@ async def test_killed_writer_is_restarted_and_its_held_hits_are_resent(api: Api)
 async def test_close_stops_the_writer(api: Api) -> None:
     rid = _recipient(api)
     recorder = Recorder(api.store)
-    assert await recorder.record(Hit(rid, "opened", time.time(), "203.0.113.9", UA, "human"), 5.0)
+    assert await recorder.record(Hit(rid, "opened", time.time(), "203.0.113.9", UA, "human"), 30.0)
     pid = recorder.writer_pid
     assert pid is not None and _alive(pid)
     recorder.close()
@@ -86,7 +87,7 @@ SCRIPT = textwrap.dedent("""
 
     async def main():
         recorder = Recorder(open_store(sys.argv[1]))
-        await recorder.record(Hit("ab12", "opened", time.time(), None, None, "unknown"), 10.0)
+        await recorder.record(Hit("ab12", "opened", time.time(), None, None, "unknown"), 30.0)
         print(recorder.writer_pid, recorder.url, flush=True)
         time.sleep(60)
 
@@ -105,7 +106,7 @@ def test_writer_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
     finally:
         parent.kill()
         parent.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid)
@@ -115,7 +116,7 @@ async def test_another_process_cannot_feed_the_writer(api: Api) -> None:
     """The socket is abstract (no file permissions), so the writer checks the peer's pid."""
     rid = _recipient(api)
     recorder = Recorder(api.store)
-    assert await recorder.record(Hit(rid, "opened", time.time(), None, UA, "human"), 5.0)
+    assert await recorder.record(Hit(rid, "opened", time.time(), None, UA, "human"), 30.0)
     address = recorder.ensure_writer()
     marker = Path(os.environ.get("TMPDIR", "/tmp")) / f"mailtrack-pwned-{os.getpid()}"
     evil = textwrap.dedent(f"""
@@ -137,6 +138,6 @@ async def test_another_process_cannot_feed_the_writer(api: Api) -> None:
     assert out.stdout.strip() == "closed", out.stderr
     assert not marker.exists()
     # and the writer still serves its parent
-    assert await recorder.record(Hit(rid, "opened", time.time(), None, UA, "human"), 5.0)
+    assert await recorder.record(Hit(rid, "opened", time.time(), None, UA, "human"), 30.0)
     assert _opens(api.store, rid) == (2, 2, 2)
     recorder.close()

@@ -31,7 +31,7 @@ def test_unsuppress_and_resend_one_recipient(signed: Api) -> None:
     with signed.store.write() as conn:  # as delivery does for a hard bounce
         suppressions.add(conn, acct, "hard-bounce@example.test", "hard bounce: 550 5.1.1", "hard_bounce")
     page = signed.client.get(f"/emails/{eid}").text
-    assert page.count("Unsuppress and resend") == 2  # the hard bounce and the rejected address
+    assert page.count("Unsuppress and resend") == 3  # the hard bounce, the complaint (suppressed by the core) and the rejected address
     assert f'/recipients/{ids["sent"]}/resend' in page and f'/recipients/{ids["spooled"]}/resend' not in page
     r = signed.client.post(f"/emails/{eid}/recipients/{ids['hard_bounce']}/resend",
                            data={"csrf": _csrf(signed), "unsuppress": "1"}, follow_redirects=False)

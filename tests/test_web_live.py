@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailtrack.api.app import create_app
+from mailtrack.app import create_app
 from mailtrack.store.db import Store, open_store
 from mailtrack.store.transitions import Change, record
 from mailtrack.web import live

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -10,27 +9,34 @@ from typing import Any
 
 import click
 
-from .config import SETTINGS, Config, ensure_secret, load_config
-from .errors import ConfigError, MailtrackError
+from .clictx import cli_config, cli_store
+from .config import SETTINGS, load_config
+from .errors import MailtrackError
 
 
-def _config(ctx: click.Context) -> Config:
-    try:
-        return ensure_secret(load_config(file=ctx.obj.get("config_file")))
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
+class _LazyGroup(click.Group):
+    """Imports the modules of _register_optional only when a command is looked for (start-up time)."""
+
+    pending: list[tuple[str, str]] = []
+
+    def _load(self, until: str | None = None) -> None:
+        from importlib import import_module
+
+        while self.pending and (until is None or until not in self.commands):
+            module, attr = self.pending.pop(0)
+            # no try/except: a module that fails to import is a broken install, said at once
+            self.add_command(getattr(import_module(module), attr))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._load(until=name)
+        return super().get_command(ctx, name)
 
 
-def _store(config: Config) -> Any:
-    from .store.db import open_store
-
-    try:
-        return open_store(config.database_url)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="MAILTRACK_CONFIG",
               help="TOML file with settings (environment variables MAILTRACK_* win).")
 @click.version_option(package_name="mailtrack")
@@ -45,18 +51,20 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 
 
 @main.command()
-@click.option("--role", "roles", multiple=True, type=click.Choice(["api", "worker", "inbound"]),
+@click.option("--role", "roles", multiple=True, type=click.Choice(["api", "worker", "inbound", "submission"]),
               help="Run only these parts (repeatable). Default: all, as set by MAILTRACK_WORKER/INBOUND.")
 @click.pass_context
 def serve(ctx: click.Context, roles: tuple[str, ...]) -> None:
     """Run the HTTP API/UI/tracking, the delivery worker and the inbound SMTP server."""
     from .serve import run_roles, setup_logging
 
-    config = _config(ctx)
-    setup_logging(config.log_level)
+    config = cli_config(ctx)
+    setup_logging(config.log_level, config.log_format)
     if not roles:
         roles = ("api",) + (("worker",) if config.worker else ()) + (("inbound",) if config.inbound else ())
-    store = _store(config)
+        if config.submission_smtp is not None or config.submissions_smtp is not None:
+            roles += ("submission",)
+    store = cli_store(config)
     host, port = config.http
     if "api" in roles:
         click.echo(f"mailtrack serving on http://{host}:{port}  (roles: {', '.join(roles)}; "
@@ -66,6 +74,8 @@ def serve(ctx: click.Context, roles: tuple[str, ...]) -> None:
 
 def _run_loop(coro: Any) -> Any:
     """Run on uvloop when installed (uvicorn[standard] brings it): about twice the HTTP throughput."""
+    import asyncio  # here, not at the top: start-up time of the short commands
+
     try:
         import uvloop
     except ImportError:
@@ -86,9 +96,9 @@ def worker(ctx: click.Context) -> None:
     """Run only the delivery worker (run several against one PostgreSQL to scale out)."""
     from .serve import run_roles, setup_logging
 
-    config = _config(ctx)
-    setup_logging(config.log_level)
-    _run_loop(run_roles(config, ("worker",), _store(config)))
+    config = cli_config(ctx)
+    setup_logging(config.log_level, config.log_format)
+    _run_loop(run_roles(config, ("worker",), cli_store(config)))
 
 
 @main.command()
@@ -97,9 +107,9 @@ def inbound(ctx: click.Context) -> None:
     """Run only the inbound SMTP server for bounces and feedback reports."""
     from .serve import run_roles, setup_logging
 
-    config = _config(ctx)
-    setup_logging(config.log_level)
-    _run_loop(run_roles(config, ("inbound",), _store(config)))
+    config = cli_config(ctx)
+    setup_logging(config.log_level, config.log_format)
+    _run_loop(run_roles(config, ("inbound",), cli_store(config)))
 
 
 @main.command("settings")
@@ -127,36 +137,86 @@ def apikey() -> None:
 
 @apikey.command("create")
 @click.option("--account", required=True, help="Account (site) name; created when missing.")
+@click.option("--expires", help="Valid for this long (e.g. 90d, 12h); default: until revoked.")
 @click.pass_context
-def apikey_create(ctx: click.Context, account: str) -> None:
+def apikey_create(ctx: click.Context, account: str, expires: str | None) -> None:
     """Create an API key; the key is printed alone on the last line (shown only once)."""
+    from .config import parse_duration
     from .store import accounts
+    from .store.ids import now
 
-    store = _store(_config(ctx))
+    try:
+        expires_at = now() + parse_duration(expires) if expires else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--expires") from e
+    store = cli_store(cli_config(ctx))
     with store.write() as conn:
         acct = accounts.get_or_create_account(conn, account)
-        key = accounts.create_api_key(conn, acct)
+        key = accounts.create_api_key(conn, acct, expires_at)
     click.echo(f"API key for account {account!r} (store it now; it is not shown again):", err=False)
     click.echo(key)
 
 
-def _register_optional() -> None:
-    """Commands that live with their component."""
-    from importlib import import_module
+@apikey.command("list")
+@click.option("--account", required=True, help="Account (site) name.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def apikey_list(ctx: click.Context, account: str, as_json: bool) -> None:
+    """List an account's keys: id, prefix, created, last used, expiry, revocation (never the key)."""
+    from .api.routes_keys import key_view
+    from .store import accounts
 
+    store = cli_store(cli_config(ctx))
+    with store.read() as conn:
+        acct = accounts.find_account(conn, account)
+        if acct is None:
+            raise click.ClickException(f"no account {account!r}")
+        rows = [key_view(r) for r in accounts.list_api_keys(conn, acct)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'ID':>5}  {'PREFIX':<12} {'CREATED':<25} {'LAST USED':<25} {'EXPIRES':<25} REVOKED")
+    for r in rows:
+        click.echo(f"{r['id']:>5}  {r['prefix'] + '…':<12} {r['created_at']:<25} {r['last_used_at'] or '-':<25} "
+                   f"{r['expires_at'] or '-':<25} {r['revoked_at'] or '-'}")
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def apikey_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key, given as its ID from `apikey list` or as the key itself.
+
+    Every process refuses it within 30 seconds (the time an API process keeps a key in memory).
+    """
+    from .store import accounts
+
+    store = cli_store(cli_config(ctx))
+    try:
+        with store.write() as conn:
+            row = accounts.revoke_api_key(conn, key_id)
+    except MailtrackError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"revoked API key {row['id']} ({row['prefix']}…)")
+
+
+def _register_optional() -> None:
+    """Commands that live with their component (imported when first looked for, in this order)."""
     for module, attr in (
-        ("mailtrack.inbound.command", "bounce"),  # `bounce parse` plus the operator's list / show
+        ("mailtrack.bounces.command", "bounce"),  # parse / explain; list / show attach from inbound.command
         ("mailtrack.simulator.command", "simulator_command"),
         ("mailtrack.cli_mail", "send"),
         ("mailtrack.cli_mail", "status"),
         ("mailtrack.web.command", "user"),
         ("mailtrack.web.command", "demo"),
+        ("mailtrack.webhooks.command", "webhook"),
+        ("mailtrack.cli_domains", "domain"),
+        ("mailtrack.ops.command", "queue_group"),
+        ("mailtrack.ops.command", "backup_command"),
+        ("mailtrack.ops.command", "restore_command"),
+        ("mailtrack.ops.command", "purge_command"),
     ):
-        try:
-            cmd = getattr(import_module(module), attr)
-        except (ImportError, AttributeError):
-            continue
-        main.add_command(cmd)
+        _LazyGroup.pending.append((module, attr))
 
 
 _register_optional()

@@ -75,7 +75,7 @@ def send(ctx: click.Context, account: str, from_: str, to: tuple[str, ...], cc: 
     """
     from .api.convert import to_new_email
     from .api.schemas import EmailIn
-    from .cli import _config, _store
+    from .clictx import cli_config, cli_store
     from .store import submit
 
     if text is not None and text_file is not None:
@@ -99,12 +99,16 @@ def send(ctx: click.Context, account: str, from_: str, to: tuple[str, ...], cc: 
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "input"
         raise click.ClickException(f"{where}: {first.get('msg', 'invalid')}") from e
-    config = _config(ctx)
+    config = cli_config(ctx)
     try:
         new = to_new_email(body, config.max_message_size)
-        store = _store(config)
+        store = cli_store(config)
         with store.write() as conn:
             acct = _account(conn, account)
+        from .domains import policy
+
+        policy.enforce(store, config.unverified_from, acct, [("from", new.from_addr)])
+        with store.write() as conn:
             [(email_id, _created)] = submit.submit(conn, acct, [new])
         with store.read() as conn:
             from .store import queries
@@ -120,21 +124,27 @@ def send(ctx: click.Context, account: str, from_: str, to: tuple[str, ...], cc: 
 
 
 @click.command("status")
-@click.argument("email_id")
+@click.argument("email_id", required=False)
 @click.option("--account", help="Account name (default: the account the email belongs to).")
 @click.pass_context
-def status(ctx: click.Context, email_id: str, account: str | None) -> None:
+def status(ctx: click.Context, email_id: str | None, account: str | None) -> None:
     """Show every recipient of an email: delivery status, reason, opens and clicks.
+    Without EMAIL_ID: the delivery queue and the mail providers paused after a rate-limit reply.
 
     \b
     Symbols: ✓ sent  … spooled  ↻ deferred (will retry)  ✗ hard bounce  ! soft bounce  ⊘ rejected
     """
-    from .cli import _config, _store
+    if email_id is None:
+        from .cli_overview import overview
+
+        overview(ctx)
+        return
+    from .clictx import cli_config, cli_store
     from .domain.status import LABELS
     from .store import queries
     from .store.delivery import account_of_email
 
-    store = _store(_config(ctx))
+    store = cli_store(cli_config(ctx))
     try:
         with store.read() as conn:
             acct = _account(conn, account) if account else account_of_email(conn, email_id)

@@ -118,6 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DELIVERY_LEASE", "3m",
             "How long a worker holds the recipients it claimed; a crashed worker's are retried after this",
             parse_duration),
+    Setting("WORKER_HEARTBEAT", "5s",
+            "How often a delivery worker says it is alive and renews the leases of what it holds",
+            parse_duration),
+    Setting("WORKER_DEAD_AFTER", "15s",
+            "A worker whose heartbeat is this old is dead: its recipients are handed to the others",
+            parse_duration),
     Setting("MAX_CONNECTIONS", "100", "Concurrent outbound SMTP connections in total", _int),
     Setting("MAX_CONNECTIONS_PER_HOST", "10", "Concurrent outbound SMTP connections per destination",
             _int),
@@ -134,10 +140,101 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER", "true", "Run the delivery worker inside 'mailtrack serve'", parse_bool),
     Setting("INBOUND", "true", "Run the inbound SMTP server inside 'mailtrack serve'", parse_bool),
     Setting("LOG_LEVEL", "info", "debug, info, warning or error"),
+    Setting("LOG_FORMAT", "text", "text, or json: one JSON object per line with the request id and the "
+            "email/recipient ids where they apply", lambda t: _one_of(t, ("text", "json"))),
+    Setting("METRICS_TOKEN", "", "Bearer token GET /metrics requires (empty: open)", secret=True),
+    Setting("ADMIN_TOKEN", "", "Bearer token for the admin queue API /api/v1/admin/… (empty: that API is off)",
+            secret=True),
+    Setting("RETENTION", "180d", "Emails, recipients, events and hits older than this are purged "
+            "(daily, in small chunks; daily rollups are kept); 0 keeps everything", parse_duration),
     Setting("TRACKING_EXCLUDE_DOMAINS", "",
             "Comma-separated domains whose links are never rewritten for click tracking "
             "(subdomains included), e.g. 'portal.acme.test, bank.example'", parse_domains),
+    # webhooks
+    Setting("WEBHOOKS", "true", "Run the webhook dispatcher inside 'mailtrack serve'", parse_bool),
+    Setting("WEBHOOK_RETRY_SCHEDULE", "default",
+            "Webhook retry delays, e.g. '1s,5s,1m' (last repeats); default 5s doubling to 6h with jitter",
+            parse_schedule),
+    Setting("WEBHOOK_MAX_AGE", "3d",
+            "Stop retrying a webhook delivery after this; an endpoint failing this long is disabled",
+            parse_duration),
+    Setting("WEBHOOK_TIMEOUT", "10s", "Time a webhook receiver has to answer a POST", parse_duration),
+    Setting("WEBHOOK_CONCURRENCY", "8", "Concurrent POSTs per webhook endpoint", _int),
+    Setting("WEBHOOK_ALLOW_PRIVATE", "false",
+            "Allow webhook URLs on loopback/private/link-local addresses (tests, single-host setups)", parse_bool),
+    # --- sending domains, DKIM, throttling (mailtrack.domains, delivery.throttle) ---
+    Setting("DNS_RESOLVER", "", "HOST:PORT of the DNS server for sending-domain checks (empty: the system resolver)"),
+    Setting("UNVERIFIED_FROM", "send",
+            "A From domain with no verified sending domain: 'send' (unsigned, marked not authenticated) "
+            "or 'refuse' (422 naming the domain)", lambda t: _choice(t, ("send", "refuse"))),
+    Setting("SPF_MECHANISM", "",
+            "The SPF mechanism that authorizes this server's IPs, e.g. 'ip4:203.0.113.7' (empty: a:BOUNCE_DOMAIN)"),
+    Setting("DKIM_RETIRE_AFTER", "7d", "After a rotation, how long the old DKIM selector stays published",
+            parse_duration),
+    Setting("UNSUBSCRIBE_EVENT_MESSAGES", "true",
+            "Event messages carry List-Unsubscribe (one-click) unless the email says otherwise; invoices, "
+            "task sheets and purchase orders never do by default", parse_bool),
+    Setting("THROTTLE", "",
+            "Per-provider limits GROUP=CONNECTIONS/MSG_PER_S, e.g. 'google=10/20, microsoft=5/10' "
+            "(groups: google, microsoft, yahoo, apple; empty: the documented defaults)",
+            lambda t: _throttle(t)),
+    Setting("THROTTLE_PAUSE", "1m",
+            "How long a provider is paused after a rate-limit reply (doubling on repeats, up to 1h)",
+            parse_duration),
+    Setting("DOMAIN_RECHECK", "1h", "How often the DNS records of every sending domain are checked again",
+            parse_duration),
+    # SMTP submission (mailtrack.submission)
+    Setting("SUBMISSION_SMTP", "127.0.0.1:2587",
+            "HOST:PORT of the SMTP submission server (STARTTLS, AUTH = account name + API key); empty: off",
+            lambda t: parse_hostport(t) if t.strip() else None),
+    Setting("SUBMISSIONS_SMTP", "", "HOST:PORT for SMTP submission over implicit TLS (port 465 style); empty: off",
+            lambda t: parse_hostport(t) if t.strip() else None),
+    Setting("TLS_CERT", "", "PEM certificate (chain) for SMTP submission; empty: a self-signed one in var/"),
+    Setting("TLS_KEY", "", "PEM private key for TLS_CERT"),
+    Setting("SUBMISSION_ALLOW_PLAINTEXT", "false",
+            "Allow AUTH without TLS on SMTP submission (loopback tests and benchmarks only)", parse_bool),
+    Setting("SUBMISSION_MAX_RECIPIENTS", "100", "Recipients per message on SMTP submission (452 past it)", _int),
+    Setting("SUBMISSION_REUSE_PORT", "false",
+            "Let several 'serve --role submission' processes share the port (SO_REUSEPORT) to use more cores; "
+            "off: a second instance fails with 'address in use'", parse_bool),
+    Setting("SUBMISSION_TRUSTED_NETWORKS", "",
+            "Clients that submit without AUTH, as NETWORK=ACCOUNT pairs, e.g. '127.0.0.1/32=bench' "
+            "(like Postfix's mynetworks; empty: every client must AUTH)", lambda t: _trusted(t)),
 )
+
+
+def _throttle(text: str) -> str:
+    from .domain.providers import parse_limits
+
+    parse_limits(text)  # validate now; the worker parses it again
+    return text
+
+
+def _choice(text: str, allowed: tuple[str, ...]) -> str:
+    t = text.strip().lower()
+    if t not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+    return t
+
+
+def _one_of(text: str, choices: tuple[str, ...]) -> str:
+    t = text.strip().lower()
+    if t not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+    return t
+
+
+def _trusted(text: str) -> tuple[tuple[Any, str], ...]:
+    """'127.0.0.1/32=bench, 10.0.0.0/8=acme' → ((IPv4Network, 'bench'), …)."""
+    import ipaddress
+
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        net, sep, account = part.partition("=")
+        if not sep or not account.strip():
+            raise ValueError(f"trusted network {part!r} is not NETWORK=ACCOUNT")
+        out.append((ipaddress.ip_network(net.strip(), strict=False), account.strip()))
+    return tuple(out)
 
 
 def _size(text: str) -> int:
@@ -166,6 +263,8 @@ class Config:
     max_queue_age: float
     smtp_timeout: float
     delivery_lease: float
+    worker_heartbeat: float
+    worker_dead_after: float
     max_connections: int
     max_connections_per_host: int
     suppress_hard_bounces: bool
@@ -176,7 +275,33 @@ class Config:
     worker: bool
     inbound: bool
     log_level: str
+    log_format: str
+    metrics_token: str
+    admin_token: str
+    retention: float
     tracking_exclude_domains: tuple[str, ...]
+    webhooks: bool
+    webhook_retry_schedule: tuple[float, ...]
+    webhook_max_age: float
+    webhook_timeout: float
+    webhook_concurrency: int
+    webhook_allow_private: bool
+    dns_resolver: str
+    unverified_from: str
+    spf_mechanism: str
+    dkim_retire_after: float
+    domain_recheck: float
+    unsubscribe_event_messages: bool
+    throttle: str
+    throttle_pause: float
+    submission_smtp: tuple[str, int] | None
+    submissions_smtp: tuple[str, int] | None
+    tls_cert: str
+    tls_key: str
+    submission_allow_plaintext: bool
+    submission_max_recipients: int
+    submission_reuse_port: bool
+    submission_trusted_networks: tuple[tuple[Any, str], ...]
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():

@@ -1,4 +1,8 @@
-"""Run the service: HTTP (API, UI, tracking), the delivery worker and the inbound SMTP server in one loop."""
+"""Run the service: HTTP (API, UI, tracking), the delivery worker and the inbound SMTP server in one process.
+
+HTTP has an event loop of its own, in its own thread: a pixel or a click never queues behind the
+delivery worker's SMTP callbacks or the inbound server; they share only the GIL.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +11,46 @@ import contextlib
 import gc
 import logging
 import signal
+import threading
 from typing import Any
 
 import uvicorn
 
-from .api.app import create_app
+from .app import create_app
 from .config import Config
 from .store.db import Store, open_store
+from .tracking.routes import warm_up
 
 log = logging.getLogger("mailtrack")
-ROLES = ("api", "worker", "inbound")
+ROLES = ("api", "worker", "inbound", "submission")
 
 
 async def _warm_up(app: Any) -> None:
     """Start the tracking writer before the first pixel load instead of during it."""
-    try:
-        from .tracking.routes import warm_up
-    except ImportError:
-        return
     try:
         await asyncio.to_thread(warm_up, app)
     except Exception:  # the first hit will try again; serving must not depend on this
         log.exception("could not start the tracking writer ahead of time")
 
 
-def setup_logging(level: str) -> None:
+async def _serve_http(server: uvicorn.Server) -> None:
+    """Run uvicorn on its own loop in its own thread until it stops; an error if it never started."""
+    thread = threading.Thread(target=server.run, name="mailtrack-http", daemon=True)
+    thread.start()
+    await asyncio.to_thread(thread.join)
+    if not server.started:
+        raise SystemExit(f"HTTP server could not start on {server.config.host}:{server.config.port} (see above)")
+
+
+def setup_logging(level: str, log_format: str = "text") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # start-up noise
+    from .ops.logs import configure
+
+    configure(log_format)  # request ids on records; JSON lines when asked
 
 
 async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None = None,
@@ -46,12 +60,33 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
     tasks: list[asyncio.Task[Any]] = []
     stoppers: list[Any] = []
     worker = None
+    inbound = None
     if "worker" in roles:
         from .delivery.worker import Worker
 
         worker = Worker(config, store)
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
         stoppers.append(worker.stop)
+        from .domains.recheck import recheck_loop
+
+        recheck = asyncio.create_task(recheck_loop(config, store), name="domain-recheck")
+
+        async def stop_recheck() -> None:
+            recheck.cancel()
+
+        stoppers.append(stop_recheck)
+    if "worker" in roles and config.webhooks:
+        from .webhooks.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(config, store)
+        tasks.append(asyncio.create_task(dispatcher.run(), name="webhooks"))
+        stoppers.append(dispatcher.stop)
+    if "worker" in roles and config.retention > 0:
+        from .ops.retention import DailyPurge
+
+        purger = DailyPurge(config, store)
+        tasks.append(asyncio.create_task(purger.run(), name="retention"))
+        stoppers.append(purger.stop)
     if "inbound" in roles:
         from .inbound.server import InboundServer
 
@@ -59,13 +94,21 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         await inbound.start()
         log.info("inbound SMTP on %s:%s", *config.inbound_smtp)
         stoppers.append(inbound.stop)
+    if "submission" in roles:
+        from .submission.server import SubmissionServer
+
+        submission = SubmissionServer(config, store, on_spooled=worker.wake_threadsafe if worker else None)
+        await submission.start()
+        stoppers.append(submission.stop)
     server = None
     if "api" in roles:
         app = create_app(config, store, on_spooled=worker.wake_threadsafe if worker else None)
+        app.state.worker = worker  # for /readyz
+        app.state.inbound = inbound if "inbound" in roles else None
         host, port = config.http
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                access_log=False, lifespan="off"))
-        tasks.append(asyncio.create_task(server.serve(), name="http"))
+        tasks.append(asyncio.create_task(_serve_http(server), name="http"))
         await _warm_up(app)
         log.info("HTTP on http://%s:%s", host, port)
     # Everything loaded so far lives as long as the process: keep it out of the collector's scans,

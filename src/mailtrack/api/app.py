@@ -16,6 +16,7 @@ from ..config import Config
 from ..errors import MailtrackError
 from ..store.db import Store
 from ..store.writer import GroupWriter
+from . import routes_admin, routes_domains, routes_emails, routes_keys, routes_unsubscribe, routes_webhooks
 
 log = logging.getLogger("mailtrack.api")
 
@@ -49,6 +50,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
+    from .unavailable import UNAVAILABLE, database_unavailable
+
+    for exc_type in UNAVAILABLE:  # disk full, read-only, unreachable: 503 + Retry-After, not 500
+        app.add_exception_handler(exc_type, database_unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
         # the server logs the traceback; the caller only learns that it is our fault
@@ -77,9 +83,11 @@ class BodySizeLimit:
         await self.app(scope, receive, send)
 
 
-def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] | None = None) -> FastAPI:
-    """The whole HTTP surface. ``on_spooled`` wakes an in-process delivery worker."""
-    from . import routes_admin, routes_emails
+def build_api(config: Config, store: Store, *, on_spooled: Callable[[], None] | None = None) -> FastAPI:
+    """The FastAPI app with the JSON API's routers; ``mailtrack.app`` mounts the rest on it.
+
+    ``on_spooled`` wakes an in-process delivery worker.
+    """
 
     app = FastAPI(
         title="mailtrack",
@@ -96,32 +104,8 @@ def create_app(config: Config, store: Store, *, on_spooled: Callable[[], None] |
     app.state.on_spooled = on_spooled or (lambda: None)
     app.state.writer = GroupWriter(store)
     install_error_handlers(app)
-    app.include_router(routes_emails.router)
-    app.include_router(routes_admin.router)
-    for extra in _optional_routers():
-        extra(app)
+    for router in (routes_emails.router, routes_admin.router, routes_webhooks.router, routes_keys.router,
+                   routes_domains.router, routes_unsubscribe.router):
+        app.include_router(router)
+    routes_webhooks.document(app)
     return app
-
-
-def _optional_routers() -> list[Callable[[FastAPI], None]]:
-    """Parts that mount themselves when present (tracking endpoints, web UI)."""
-    mounts: list[Callable[[FastAPI], None]] = []
-    try:
-        from ..tracking.routes import mount as mount_tracking
-    except ImportError:
-        pass
-    else:
-        mounts.append(mount_tracking)
-    try:
-        from ..inbound.routes import mount as mount_inbound
-    except ImportError:
-        pass
-    else:
-        mounts.append(mount_inbound)
-    try:
-        from ..web.routes import mount as mount_web
-    except ImportError:
-        pass
-    else:
-        mounts.append(mount_web)
-    return mounts

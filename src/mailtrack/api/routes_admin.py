@@ -8,15 +8,20 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from ..deps import MAX_OFFSET, account_id, get_store
 from ..domain.addresses import AddressError, parse_address
 from ..errors import InputError
 from ..store import accounts, suppressions
 from ..store.db import Store
 from ..store.queries import iso
-from .deps import MAX_OFFSET, account_id, get_store
 from .schemas import ClientIn, ClientPatch, SuppressionIn, TrackingSetting
 
 router = APIRouter(prefix="/api/v1")
+
+
+def spreadsheet_safe(value: str | None) -> str | None:
+    """A CSV cell a spreadsheet shows as text: a leading = + - @ TAB or CR would make it a formula."""
+    return "'" + value if value and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _suppression_view(r: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +41,8 @@ def list_suppressions(
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=["address", "reason", "source", "created_at"])
         w.writeheader()
-        w.writerows(items)
+        # reasons quote bounce texts written by strangers: never let a spreadsheet run them
+        w.writerows({k: spreadsheet_safe(v) for k, v in item.items()} for item in items)
         return Response(buf.getvalue(), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
     return {"suppressions": items, "total": total}

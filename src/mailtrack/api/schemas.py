@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # strict: "yes" or 1 is not a boolean, true is not a client id (a 422 names the field)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class AttachmentIn(Strict):
@@ -37,8 +38,18 @@ class EmailIn(Strict):
     source: SourceIn | None = None
     client: str | int | None = Field(None, description="client id or external reference")
     tracking: bool | None = Field(None, description="true / false / null = inherit client and site")
+    unsubscribe: bool | None = Field(None, description="List-Unsubscribe + one-click (RFC 8058); null = the "
+                                     "default for the source type (on only for event messages)")
     metadata: dict[str, str] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, max_length=200, description="per email, inside a batch")
+
+    @field_validator("client", mode="before")
+    @classmethod
+    def _client_id_or_reference(cls, value: object) -> object:
+        # checked before the union, so the error names "client" rather than "client.str"
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            raise ValueError("client must be a client id (an integer) or its external reference (a string)")
+        return value
 
 
 class BatchIn(Strict):

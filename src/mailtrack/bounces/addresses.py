@@ -27,14 +27,26 @@ def find_addresses(text: str, limit: int = 50, max_at: int = 500) -> list[str]:
     return found
 
 
+def _quoted_start(text: str, at: int) -> int:
+    """Start of a quoted local part ending just before '@' ("john..doe."@x), -1 when there is none."""
+    if at < 3 or text[at - 1] != '"':
+        return -1
+    opening = text.rfind('"', max(0, at - _MAX_LOCAL - 1), at - 1)
+    if opening == -1 or any(c in text[opening:at] for c in "\n\r<>\\"):
+        return -1
+    return opening
+
+
 def _address_at(text: str, at: int) -> tuple[str | None, int]:
+    quoted = _quoted_start(text, at)
     start = at
     while start > 0 and at - start < _MAX_LOCAL and text[start - 1] in _LOCAL_CHARS:
         start -= 1
     end = at + 1
     while end < len(text) and end - at <= _MAX_DOMAIN and text[end] in _DOMAIN_CHARS:
         end += 1
-    local = text[start:at].strip(".'`{|}~")
+    # a quoted local part is kept exactly as written: dots, spaces and all
+    local = text[quoted:at] if quoted != -1 else text[start:at].strip(".'`{|}~")
     if local[:5].lower() == "smtp=":  # X.400 style "dda:SMTP=user@host"
         local = local[5:]
     domain = text[at + 1 : end].rstrip(".-_")

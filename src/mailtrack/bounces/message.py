@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import email
 import email.header
-import email.policy
-import html
 import re
+from collections.abc import Callable
 from email.message import Message
-from email.parser import HeaderParser
 from functools import cached_property
 
 from mailtrack.bounces.sanitize import parse_bytes, split_messages
@@ -40,21 +38,52 @@ ORIGINAL_MARKERS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def part_text(part: Message) -> str:
-    """A text part's decoded content (charset errors replaced, length capped)."""
+# Charset names mail software writes that Python's codecs do not know.
+_CHARSET_ALIASES = {
+    "x-sjis": "cp932", "windows-31j": "cp932", "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932",
+    "x-euc-jp": "euc_jp", "x-gbk": "gbk", "gb2312": "gb18030", "gbk": "gb18030", "x-euc-kr": "euc_kr",
+    "iso-2022-jp": "iso2022_jp_ext", "x-unknown": "utf-8", "unknown-8bit": "utf-8",
+}  # fmt: skip
+
+
+def part_text(part: Message, also: Callable[[], tuple[str, ...]] = tuple) -> str:
+    """A text part's decoded content (charset errors replaced, length capped).
+
+    ``also()`` gives the other charsets the message declares, tried when the part's own fails.
+    """
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
     payload = payload[:MAX_TEXT]
-    text = _decode(payload, part.get_content_charset() or "utf-8")
+    text = _decode(payload, part.get_content_charset() or "", also)
     if part.get_content_type() == "text/html":
+        import html  # rare in bounces: not imported at start-up
+
         text = html.unescape(_TAGS.sub(" ", _BR.sub("\n", text)))
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _decode(payload: bytes, charset: str) -> str:
-    """Declared charset, else UTF-8, else the declared one with replacements, else Latin-1."""
-    for name, errors in ((charset, "strict"), ("utf-8", "strict"), (charset, "replace")):
+def decode_bytes(payload: bytes, charsets: tuple[str, ...] = ()) -> str:
+    """Bytes of no declared charset: JIS, UTF-8, one of the message's charsets, else with replacements."""
+    return _decode(payload, "", lambda: charsets)
+
+
+def _decode(payload: bytes, charset: str, also: Callable[[], tuple[str, ...]] = tuple) -> str:
+    """Declared charset, else UTF-8, else another one the message declares, else replacements, else Latin-1.
+
+    JIS escape sequences mean ISO-2022-JP whatever is (or is not) declared: Japanese MTAs often
+    send it 7bit with no charset at all.
+    """
+    if b"\x1b$B" in payload or b"\x1b$@" in payload or b"\x1b(J" in payload:
+        charset = "iso-2022-jp"
+    charset = _CHARSET_ALIASES.get(charset.lower(), charset) if charset else "utf-8"
+    for name in (charset, "utf-8"):
+        try:
+            return payload.decode(name)
+        except (LookupError, ValueError):
+            continue
+    tries = [(_CHARSET_ALIASES.get(c, c), "strict") for c in also() if c != charset]
+    for name, errors in [*tries, (charset, "replace")]:
         try:
             return payload.decode(name, errors=errors)
         except (LookupError, ValueError):
@@ -95,7 +124,7 @@ class Returned:
         """A text part's decoded content, decoded once."""
         key = id(part)
         if key not in self._texts:
-            self._texts[key] = part_text(part)
+            self._texts[key] = part_text(part, lambda: self.charsets)
         return self._texts[key]
 
     def header(self, name: str) -> str:
@@ -105,6 +134,16 @@ class Returned:
     @cached_property
     def _headers(self) -> dict[str, str]:
         return _first_values(self.msg)
+
+    @cached_property
+    def charsets(self) -> tuple[str, ...]:
+        """Every charset a part of the message declares (lower case, in order)."""
+        found: list[str] = []
+        for part in self.parts:
+            charset = part.get_param("charset")
+            if isinstance(charset, str) and charset.lower() not in found and len(found) < 8:
+                found.append(charset.lower())
+        return tuple(found)
 
     @cached_property
     def subject(self) -> str:
@@ -190,22 +229,22 @@ class Returned:
         return "\n".join(self.text_of(p) for p in self.text_parts)
 
     @cached_property
-    def original_headers(self) -> Message | None:
-        """The headers of the returned original message, wherever they are."""
+    def _original_headers(self) -> dict[str, str]:
+        """The headers of the returned original message, wherever they are (first value per name)."""
         for part, ctype in zip(*self._walk, strict=True):
             if ctype in ("message/rfc822", "message/global") and part.is_multipart():
                 inner = part.get_payload(0)
                 if isinstance(inner, Message):
-                    return inner
+                    return _first_values(inner)
             if ctype in ("text/rfc822-headers", "message/rfc822-headers") or (
                 ctype in ("message/rfc822", "message/global") and not part.is_multipart()
             ):
-                return HeaderParser(policy=email.policy.compat32).parsestr(part_text(part).lstrip())
+                return header_block(part_text(part).lstrip())
         _, rest = cut_at_original(self.full_text)
         if rest:
             body = rest.split("\n", 1)[1] if "\n" in rest else ""
-            return HeaderParser(policy=email.policy.compat32).parsestr(body.lstrip("\n -"))
-        return None
+            return header_block(body.lstrip("\n -"))
+        return {}
 
     @cached_property
     def searchable(self) -> str:
@@ -224,11 +263,6 @@ class Returned:
     def original_header(self, name: str) -> str:
         """A header of the returned original message ("" when absent)."""
         return self._original_headers.get(name.lower(), "")
-
-    @cached_property
-    def _original_headers(self) -> dict[str, str]:
-        headers = self.original_headers
-        return _first_values(headers) if headers is not None else {}
 
     @cached_property
     def original_message_id(self) -> str | None:
@@ -266,11 +300,41 @@ class Returned:
         return hints
 
 
+_HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")
+
+
+def header_block(text: str, max_lines: int = 500) -> dict[str, str]:
+    """A header block's fields (names lower-cased, first value wins), up to its first non-header line.
+
+    A light reader for quoted original headers: the stdlib parser would build a whole message.
+    """
+    values: dict[str, str] = {}
+    name = ""
+    for line in text.split("\n", max_lines)[:max_lines]:
+        if line[:1] in (" ", "\t"):
+            if name:
+                values[name] += "\n" + line.rstrip("\r")
+            continue
+        field, sep, value = line.partition(":")
+        if not sep or not _HEADER_NAME.fullmatch(field):
+            break
+        key = field.lower()
+        name = "" if key in values else key
+        if name:
+            values[name] = value.strip()
+    return {k: v.strip() for k, v in values.items()}
+
+
 def _first_values(msg: Message) -> dict[str, str]:
     """Header names (lower-cased) to their first value, stripped."""
     values: dict[str, str] = {}
-    for name, value in msg.items():
-        values.setdefault(name.lower(), str(value).strip())
+    # raw_items: the policy's fetch step only matters for 8-bit values (then applied, as items() would)
+    for name, value in msg.raw_items():
+        key = name.lower()
+        if key not in values:
+            if not value.isascii():
+                value = str(msg.policy.header_fetch_parse(name, value))
+            values[key] = value.strip()
     return values
 
 
@@ -279,6 +343,8 @@ def _is_attachment(part: Message) -> bool:
 
 
 def _decode_header(value: str) -> str:
+    if "=?" not in value:
+        return value  # no encoded words: nothing to decode
     try:
         pieces = email.header.decode_header(value)
     except (ValueError, LookupError, TypeError):  # pragma: no cover - defensive

@@ -8,7 +8,10 @@ from mailtrack.bounces.model import Report
 
 
 def report_to_json(report: Report, file: str | None = None) -> dict[str, Any]:
-    """``{"file", "kind", "recipients": [{"address", "status", "reason", "hard", "diagnostic"}], "feedback_type"}``."""
+    """``{"file", "kind", "recipients": [{"address", "status", "reason", "hard", "confidence", "diagnostic"}], …}``.
+
+    ``hard`` is null when undetermined (treat as soft); ``feedback_type`` closes the object.
+    """
     return {
         "file": file,
         "kind": report.kind,
@@ -18,6 +21,7 @@ def report_to_json(report: Report, file: str | None = None) -> dict[str, Any]:
                 "status": r.status,
                 "reason": r.reason,
                 "hard": r.hard,
+                "confidence": r.confidence,
                 "diagnostic": r.diagnostic,
             }
             for r in report.recipients

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from mailtrack.bounces.addresses import find_addresses
-from mailtrack.bounces.model import Kind, RecipientResult
+from mailtrack.bounces.model import Confidence, Kind, RecipientResult
+from mailtrack.bounces.wording import FIRST, FOREIGN, TEMPORARY, first_phrase
 from mailtrack.domain.reasons import (
     find_basic,
     find_enhanced,
@@ -17,6 +19,7 @@ from mailtrack.domain.reasons import (
 )
 
 _SPACES = re.compile(r"[ \t]*\n[ \t]*|[ \t]{2,}")
+_ENHANCED_ALL = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 _TYPE_PREFIX = re.compile(r"(?i)^\s*(?:smtp|x-[\w-]{1,40}|dns|rfc822|x400|utf-8|unix)\s*;\s*")
 
 MAX_DIAGNOSTIC = 1000
@@ -48,23 +51,101 @@ def is_specific(code: str | None) -> bool:
     return bool(code) and not code.endswith(".0.0") and reason_from_code(code) is not None  # type: ignore[union-attr]
 
 
-def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind = "bounce") -> tuple[str, bool]:
-    """Reason and hard flag: the diagnostic's phrases, a specific code, weak phrases, the wider text."""
+@dataclass
+class Verdict:
+    """What one recipient's failure means: reason, hard (None: undetermined), confidence, and why."""
+
+    reason: str
+    hard: bool | None
+    confidence: Confidence
+    code: str | None
+    basis: str
+
+
+def innermost_code(text: str) -> str | None:
+    """The enhanced code of the innermost reply a diagnostic quotes.
+
+    A relay or ESP wraps the remote server's reply in its own ("5.0.0 ... remote server said:
+    550 5.2.2 mailbox full"): the last specific code is the remote's own verdict.
+    """
+    codes = [".".join(m) for m in _ENHANCED_ALL.findall(text[:4000])]
+    if len(set(codes)) <= 1:
+        return codes[0] if codes else None
+    for code in reversed(codes):
+        if is_specific(code):
+            return code
+    return codes[-1]
+
+
+def _words(text: str) -> tuple[str, str] | None:
+    """(reason, what matched) from a text's words: our phrases first, the shared table, foreign ones."""
+    low = normalise_text(text)
+    hit = first_phrase(low, FIRST)
+    if hit:
+        return hit[0], f'phrase "{hit[1]}"'
+    reason = reason_from_text(low)
+    if reason:
+        return reason, f"a {reason} phrase of the shared reason table"
+    hit = first_phrase(low, FOREIGN)
+    return (hit[0], f'phrase "{hit[1]}"') if hit else None
+
+
+def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind = "bounce") -> Verdict:
+    """Reason and hard flag from the code and the words together.
+
+    Order: a sender-side code; the diagnostic's phrases; a specific code; weak phrases; the
+    report's wider text; a generic code's class. Nothing recognisable is "undefined" with
+    ``hard`` None: the address is then retried, never suppressed on a guess.
+    """
     if (status or "").startswith("2") or kind == "delivered":
-        return "delivered", False
-    code = find_enhanced(diagnostic) or status
-    reason = "rejected" if sender_refused(code) else reason_from_text(diagnostic)
-    if reason is None and is_specific(code):
-        reason = reason_from_code(code)
-    if reason is None:
-        reason = reason_from_text(diagnostic, weak=True)
-    if reason is None and context:
-        reason = reason_from_text(context)
-    if reason is None:
-        reason = reason_from_code(code) or ("expired" if kind == "delay" else "undefined")
-    if not is_specific(code):
-        reason = _refine(reason, normalise_text(diagnostic + " " + context))
-    return reason, is_hard(reason, code)
+        return Verdict("delivered", False, "high", status, "a 2.x.x status or a delivery notice")
+    code = innermost_code(diagnostic) or status
+    confidence: Confidence = "high"
+    words = None if sender_refused(code) else _words(diagnostic)
+    if sender_refused(code):
+        reason, basis = "rejected", f"code {code} is about the sender"
+    elif words and is_specific(code) and _generic_only(diagnostic, code):
+        reason, basis = reason_from_code(code) or "undefined", f"code {code} (the text is RFC 5321's generic 550)"
+    elif words:
+        reason, basis = words[0], f"the diagnostic's {words[1]}"
+    elif is_specific(code):
+        reason, basis = reason_from_code(code) or "undefined", f"code {code}"
+    elif (weak := reason_from_text(diagnostic, weak=True)) is not None:
+        reason, basis, confidence = weak, f"a weak {weak} phrase of the diagnostic", "medium"
+    elif context and (wide := _words(context)) is not None:
+        reason, basis, confidence = wide[0], f"the report text's {wide[1]}", "medium"
+    elif kind == "delay":
+        reason, basis, confidence = reason_from_code(code) or "expired", "a delay notice", "medium"
+    else:
+        reason = reason_from_code(code) or "undefined"
+        basis = f"code {code}"
+        if reason == "undefined":
+            basis = f"nothing: no phrase recognised, code {code or 'none'} names no cause"
+        confidence = "low"
+    if not is_specific(code) and reason in ("user_unknown", "host_unknown"):
+        refined = _refine(reason, normalise_text(diagnostic + " " + context))
+        if refined != reason:
+            reason, basis = refined, f"{basis}, but the refusal came after MAIL FROM or DATA"
+    hard: bool | None = is_hard(reason, code)
+    if hard and not is_specific(code) and TEMPORARY.search(normalise_text(diagnostic)):
+        reason, hard, confidence = "undefined", None, "low"
+        basis += ", but the text says the failure may be temporary"
+    if reason == "undefined":
+        hard, confidence = (False if kind == "delay" else None), "low"
+    return Verdict(reason, hard, confidence, code, basis)
+
+
+# RFC 5321's stock 550 text: it names no cause, so a specific code other than x.1.x decides.
+_GENERIC_550 = ("requested action not taken: mailbox unavailable", "mailbox unavailable")
+
+
+def _generic_only(diagnostic: str, code: str | None) -> bool:
+    low = normalise_text(diagnostic)
+    if not code or code.split(".")[1] == "1" or not any(p in low for p in _GENERIC_550):
+        return False
+    for phrase in _GENERIC_550:
+        low = low.replace(phrase, " ")
+    return _words(low) is None
 
 
 def _refine(reason: str, text: str) -> str:
@@ -104,17 +185,21 @@ def result(
         # A failure notice quotes failure codes; a "250" in it is a transcript line or a number.
         classes = "2" if kind == "delivered" else "45"
         status = status_of(diagnostic, classes) or status_of(detail, classes)
-    reason, hard = classify(status, one_line(detail) or diagnostic, context, kind)
-    if status is None and reason != "undefined":
+    verdict = classify(status, one_line(detail) or diagnostic, context, kind)
+    if verdict.code and is_specific(verdict.code) and not is_specific(status) and verdict.code[0] == (status or "5")[0]:
+        status = verdict.code  # the remote's own code inside a wrapper's generic one
+    if status is None and verdict.reason != "undefined":
         status = "4.0.0" if kind == "delay" else "5.0.0"
     return RecipientResult(
         address=address,
         status=status,
-        reason=reason,
-        hard=hard,
+        reason=verdict.reason,
+        hard=verdict.hard,
         diagnostic=diagnostic,
         action=action,
         remote_mta=remote_mta,
+        confidence=verdict.confidence,
+        evidence={"classified": one_line(detail) or diagnostic, "decided by": verdict.basis},
     )
 
 

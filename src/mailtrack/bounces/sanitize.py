@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import email.policy
 import itertools
 import re
 from email.message import Message
@@ -19,7 +18,14 @@ _HEADER_LINE = re.compile(rb"[!-9;-~]{1,76}:")
 
 
 def split_messages(raw: bytes) -> bytes:
-    """The first message of the input: mbox "From " line dropped, a second mbox message cut off, capped."""
+    """The first message of the input: mbox "From " line dropped, a second mbox message cut off, capped.
+
+    The body of the returned original (after its headers) is dropped too: nothing reads it.
+    """
+    return _skip_original_body(_first_message(raw))
+
+
+def _first_message(raw: bytes) -> bytes:
     raw = _cap_content_types(_cap_nesting(_cap_lines(raw[:MAX_RAW])))
     if raw.startswith(b"From "):
         raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
@@ -33,6 +39,33 @@ def split_messages(raw: bytes) -> bytes:
             return raw[:cut]
         cut = raw.find(b"\nFrom ", cut + 1)
     return raw
+
+
+_REPORTS = (b"delivery-status", b"feedback-report", b"multipart/report", b"message/rfc822", b"message/global")
+
+
+def _skip_original_body(raw: bytes) -> bytes:
+    """Cut the input after the headers of an attached original (message/rfc822), when nothing follows.
+
+    Detectors read the original's headers only; its body (often the largest part, attachments
+    and all) would be parsed for nothing. Kept whole when a report part follows the original or
+    the original is itself a report (a bounce forwarded as an attachment).
+    """
+    low = raw.lower()
+    at = low.find(b"message/rfc822")
+    if at == -1:
+        at = low.find(b"message/global")
+    if at == -1 or b"content-type:" not in low[max(0, low.rfind(b"\n", 0, at)) : at]:
+        return raw
+    part_head = _BLANK_LINE.search(raw, at)
+    if part_head is None:
+        return raw
+    inner_head = _BLANK_LINE.search(raw, part_head.end())
+    if inner_head is None or any(word in low[at + 14 :] for word in _REPORTS[:2]):
+        return raw
+    if any(word in low[part_head.end() : inner_head.start()] for word in _REPORTS):
+        return raw
+    return raw[: inner_head.end()]
 
 
 def _cap_lines(raw: bytes) -> bytes:
@@ -88,7 +121,7 @@ _BOUNDARY_LINE = re.compile(rb"(?m)^--([^\s]{1,200}?)\r?$")
 
 def parse_bytes(raw: bytes) -> Message:
     """Parse; when a multipart's declared boundary never occurs (anonymised copies), use the body's."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = email.message_from_bytes(raw)  # compat32, the default: fast and lenient
     if msg.get_content_maintype() != "multipart" or isinstance(msg.get_payload(), list):
         return msg
     declared = msg.get_boundary()
@@ -102,4 +135,4 @@ def parse_bytes(raw: bytes) -> Message:
     if actual.endswith(b"--"):
         actual = actual[:-2]
     fixed = raw[:head_end].replace(declared.encode("latin-1", "replace"), actual, 1) + body
-    return email.message_from_bytes(fixed, policy=email.policy.compat32)
+    return email.message_from_bytes(fixed)  # compat32, the default: fast and lenient

@@ -44,6 +44,8 @@ def _temporary(c: Claimed, text: str, data: dict[str, Any], config: Config, now:
 
 def from_reply(c: Claimed, reply: Reply, config: Config, now: float, rng: random.Random | None = None) -> Finished:
     """The outcome of one SMTP attempt."""
+    if reply.stage == "throttle":
+        return _paused(c, reply, config, now, rng)
     cls = classify_reply(reply.code, reply.text)
     data: dict[str, Any] = {"reply": reply.text, "stage": reply.stage, "host": reply.host, "class": cls.reason}
     if cls.enhanced:
@@ -58,6 +60,17 @@ def from_reply(c: Claimed, reply: Reply, config: Config, now: float, rng: random
                         suppress=suppress, **_attempt(c, now))
     return Finished(c.id, Status.SOFT_BOUNCE, reason=reply.text, last_reply=reply.text, data=data,
                     **_attempt(c, now))
+
+
+def _paused(c: Claimed, reply: Reply, config: Config, now: float, rng: random.Random | None) -> Finished:
+    """Not attempted: the provider is paused. Deferred to the pause's end, spread over a tenth of it;
+    no attempt is counted, so a burst of rate limiting does not use up the recipient's retries."""
+    if retry.gave_up(c.first_attempt_at, now, config.max_queue_age):
+        return _temporary(c, reply.text, {"stage": "throttle"}, config, now, rng)
+    until = reply.retry_at or now
+    at = until + (rng or random).uniform(0, max(until - now, 1.0) * 0.1)
+    return Finished(c.id, Status.DEFERRED, reason=reply.text, next_attempt_at=at, at=now,
+                    data={"stage": "throttle", "paused_until": round(until, 3)})
 
 
 def from_route_failure(c: Claimed, failure: RouteFailure, config: Config, now: float,

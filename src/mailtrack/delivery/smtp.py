@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,10 @@ from typing import Any
 import aiosmtplib
 from aiosmtplib import SMTPResponseException
 
+from .. import metrics
 from ..compose import Outgoing
 from .routing import Route
+from .throttle import Throttle, group_of
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,9 @@ IDLE_KEEPALIVE = 2.0
 class Reply:
     code: int | None
     text: str  # "550 5.1.1 <x@y>: Recipient address rejected" or a description when no reply came
-    stage: str  # connect, tls, mail, rcpt, data
+    stage: str  # connect, tls, mail, rcpt, data; "throttle" when not attempted because the provider is paused
     host: str = ""
+    retry_at: float | None = None  # for "throttle": when the pause ends
 
     @property
     def ok(self) -> bool:
@@ -71,6 +75,10 @@ class _Broken(Exception):
 class _Destination:
     def __init__(self, route: Route) -> None:
         self.route = route
+        # providers are grouped by MX host; any other destination is a group of its own
+        host = route.hosts[0][0].lower().rstrip(".")
+        provider = group_of(host)
+        self.group = provider if provider != host else route.key
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.active = 0  # connection tasks, connected or connecting
         self.connected = 0
@@ -82,13 +90,14 @@ class Sender:
 
     def __init__(self, *, on_reply: Callable[[Job, Reply], None], timeout: float, helo: str,
                  max_connections: int = 100, max_per_host: int = 10, require_tls: bool = False,
-                 keepalive: float = IDLE_KEEPALIVE) -> None:
+                 keepalive: float = IDLE_KEEPALIVE, throttle: Throttle | None = None) -> None:
         self.on_reply = on_reply
         self.timeout = timeout
         self.helo = helo
         self.max_per_host = max(1, max_per_host)
         self.require_tls = require_tls
         self.keepalive = keepalive
+        self.throttle = throttle
         self._slots = asyncio.Semaphore(max(1, max_connections))
         self._dests: dict[str, _Destination] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,8 +153,9 @@ class Sender:
         smtp: aiosmtplib.SMTP | None = None
         host = ""
         sent = 0
+        group_slots = self.throttle.semaphore(dest.group) if self.throttle else contextlib.nullcontext()
         try:
-            async with self._slots:
+            async with self._slots, group_slots:
                 while True:
                     try:
                         job = dest.queue.get_nowait()
@@ -163,17 +173,27 @@ class Sender:
                         finally:
                             dest.idle -= 1
                             self._idle_tasks.discard(me)
+                    if self.throttle is not None:
+                        pause = self.throttle.paused(dest.group)
+                        if pause is not None:
+                            self._report(job, Reply(None, f"not attempted: {dest.group} is paused after a rate-limit "
+                                                    f"reply ({pause.reason})", "throttle", retry_at=pause.until))
+                            continue
+                        await self.throttle.pace(dest.group)
                     if smtp is None:
                         try:
                             smtp, host = await self._open(dest.route)
                         except _Broken as e:
+                            self._observe(dest, e.reply)
                             self._connect_failed(dest, job, e.reply)
                             return
                         dest.connected += 1
                     broken = True
+                    t0 = time.monotonic()
                     try:
                         reply = await self._send(smtp, host, job.out)
                         broken = False
+                        metrics.SMTP_SECONDS.observe(time.monotonic() - t0)
                     except _Broken as e:
                         reply = e.reply
                     except Exception as e:  # a bug: still answer the job, and start a fresh connection
@@ -184,6 +204,7 @@ class Sender:
                         smtp.close()
                         smtp = None
                     sent += 1
+                    self._observe(dest, reply)
                     self._report(job, reply)
         finally:
             dest.active -= 1
@@ -197,6 +218,10 @@ class Sender:
             if dest.queue.qsize() and dest.active == 0 and not self._closing:
                 # a job arrived while this task was finishing: keep the destination served
                 self._spawn(dest)
+
+    def _observe(self, dest: _Destination, reply: Reply) -> None:
+        if self.throttle is not None and self.throttle.observe(dest.group, reply.code, reply.text):
+            log.warning("pausing %s: rate-limit reply %s", dest.group, reply.text[:200])
 
     def _report(self, job: Job, reply: Reply) -> None:
         try:

@@ -1,15 +1,18 @@
-"""The delivery worker: claim due recipients, compose, route, send, record — as a pipeline.
+"""The delivery worker: the concurrency around the pipeline's named steps (``pipeline.py``).
 
-    claim (thread: lease a batch, load + compose) → route per domain → Sender (SMTP, reused
-    connections) → results buffer → commit (thread: one transaction per batch of results)
+    claim (thread: lease a batch, load, compose + sign) → route per domain → transport (SMTP,
+    reused connections) → classify → results buffer → record (thread: one transaction per batch)
 
 Claiming runs ahead of sending up to ``max_inflight`` recipients; committing takes whatever has
 accumulated while the previous commit ran (group commit), so a slow fsync makes batches bigger
 instead of making the queue slower. Database and composition work runs in threads, never on the
 event loop that also serves HTTP.
 
-Crash safety: a recipient is leased while in flight (``MAILTRACK_DELIVERY_LEASE``). If the process
-dies, its leases expire and another worker (or the restarted one) sends those recipients. A
+Crash safety: a recipient is leased while in flight (``MAILTRACK_DELIVERY_LEASE``). The worker has a
+row in ``workers`` that its heartbeat keeps fresh while renewing those leases; when a process dies,
+a restart (same machine, or any start on SQLite) releases what it held at once, and on PostgreSQL
+another worker takes it over once the heartbeat is ``MAILTRACK_WORKER_DEAD_AFTER`` old (see
+``store/workers.py``); the lease's own expiry is only the last resort. A
 message goes out twice only when the process died after the remote server's 250 and before the
 batch holding that result was committed — at most the in-flight window.
 """
@@ -22,20 +25,27 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..compose import Composer, EmailSource, Outgoing
+from .. import metrics
+from ..compose import EmailSource, Outgoing
 from ..config import Config
+from ..domains.signer import DkimSigner
 from ..store import delivery as dstore
+from ..store import pauses
+from ..store import workers as wstore
 from ..store.db import Store
-from . import outcome
-from .routing import Resolver, Route, Router
-from .smtp import Job, Reply, Sender
+from .pipeline import Pipeline, Signer, Transport, TransportFactory, smtp_transport
+from .routing import Resolver, Route
+from .smtp import Job, Reply
+from .throttle import Pause, Throttle, parse_limits
 
 log = logging.getLogger("mailtrack.delivery")
+_RUNNING: set[str] = set()  # owners of the workers running in this process: alive whatever their heartbeat
 
 
 @dataclass
@@ -63,7 +73,8 @@ class Worker:
 
     def __init__(self, config: Config, store: Store, *, owner: str | None = None, batch_size: int = 200,
                  max_inflight: int | None = None, poll_interval: float = 0.5, resolver: Resolver | None = None,
-                 lease: float | None = None) -> None:
+                 lease: float | None = None, transport: TransportFactory | None = None,
+                 signer: Signer | None = None) -> None:
         self.config = config
         self.store = store
         self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -71,10 +82,14 @@ class Worker:
         self.max_inflight = max_inflight or batch_size * 2
         self.poll_interval = poll_interval
         self.lease = lease if lease is not None else config.delivery_lease
-        self.composer = Composer(secret=config.secret_key, bounce_domain=config.bounce_domain,
-                                 public_url=config.public_url,
-                                 exclude_domains=getattr(config, "tracking_exclude_domains", ()))
-        self.router = Router(config, resolver)
+        self.pipeline = Pipeline(config, resolver=resolver,
+                                 signer=signer if signer is not None else DkimSigner(store, config))
+        self.composer = self.pipeline.composer
+        self.router = self.pipeline.router
+        self.throttle = Throttle(parse_limits(config.throttle), default_connections=config.max_connections_per_host,
+                                 pause=config.throttle_pause)
+        self.throttle.on_pause.append(self._paused)
+        self._transport_factory = transport or smtp_transport(config, self.throttle)
         self.stats = Stats()
         self._inflight: dict[str, dstore.Claimed] = {}
         self._results: list[dstore.Finished] = []
@@ -85,8 +100,15 @@ class Worker:
         self._last_commit = False  # set once nothing can produce results any more
         self._grace = 5.0
         self._done = asyncio.Event()
-        self._sender: Sender | None = None
+        self._sender: Transport | None = None
         self._routing: set[asyncio.Task[None]] = set()
+        # retries in flight per destination, at most: the rest of the window stays for other destinations
+        self.retry_cap = max(self.max_inflight // 4, self.config.max_connections_per_host * 2, 1)
+        self.heartbeat_every = min(float(getattr(config, "worker_heartbeat", 5.0)), self.lease / 3)
+        self.dead_after = float(getattr(config, "worker_dead_after", 15.0))
+        self.last_beat: float | None = None  # time.time() of the last heartbeat written (readiness)
+        self._beat_lock = threading.Lock()  # a heartbeat still running in its thread must not outlive the row
+        self._unregistered = False
 
     # --- control ---------------------------------------------------------------------------
 
@@ -115,10 +137,12 @@ class Worker:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._sender = Sender(on_reply=self._on_reply, timeout=self.config.smtp_timeout,
-                              helo=self.config.bounce_domain, max_connections=self.config.max_connections,
-                              max_per_host=self.config.max_connections_per_host,
-                              require_tls=self.config.require_tls)
+        self._sender = self._transport_factory(self._on_reply)
+        _RUNNING.add(self.owner)
+        try:
+            await asyncio.to_thread(self._beat, [], True)
+        except Exception:  # the heartbeat registers it later; the lease expiry still covers a dead peer
+            log.exception("registering worker %s failed", self.owner)
         committer = asyncio.create_task(self._commit_loop(), name="delivery-commit")
         heartbeat = asyncio.create_task(self._heartbeat(), name="delivery-lease")
         log.info("delivery worker %s started (batch %d, lease %.0fs)", self.owner, self.batch_size, self.lease)
@@ -128,8 +152,9 @@ class Worker:
                 if room < min(self.batch_size, self.max_inflight) // 2:
                     await self._sleep(self.poll_interval)
                     continue
+                retrying = Counter(c.domain for c in self._inflight.values() if c.attempts > 0)
                 try:
-                    batch = await asyncio.to_thread(self._claim, min(room, self.batch_size))
+                    batch = await asyncio.to_thread(self._claim, min(room, self.batch_size), retrying)
                 except Exception:
                     log.exception("claiming recipients failed; retrying")
                     await self._sleep(self.poll_interval)
@@ -148,17 +173,29 @@ class Worker:
 
     # --- claiming and composing (in a thread) ----------------------------------------------
 
-    def _claim(self, limit: int) -> _Batch:
+    def _claim(self, limit: int, retrying: Counter[str] | None = None) -> _Batch:
         now = time.time()
+        retrying = Counter(retrying or ())
         with self.store.write() as conn:
-            res = dstore.claim(conn, self.owner, now, self.lease, limit)
+            full = {d for d, n in retrying.items() if n >= self.retry_cap}
+            res = dstore.claim(conn, self.owner, now, self.lease, limit, full)
+            excess = []
+            for r in res.recipients:
+                if r.attempts > 0:
+                    retrying[r.domain] += 1
+                    if retrying[r.domain] > self.retry_cap:
+                        excess.append(r.id)
+            if excess:  # due again at once, for when this destination has room (or for another worker)
+                dstore.release(conn, self.owner, excess, now)
+                gone = set(excess)
+                res.recipients = [r for r in res.recipients if r.id not in gone]
         missing = {r.email_id for r in res.recipients if not self.composer.cached(r.email_id)}
         loaded: dict[str, Any] = {}
         if missing:
             with self.store.read() as conn:
                 loaded = dstore.load_emails(conn, missing)
         t0 = time.perf_counter()
-        jobs: list[tuple[dstore.Claimed, Outgoing]] = []
+        composed: list[tuple[dstore.Claimed, EmailSource, Outgoing]] = []
         failed: list[dstore.Finished] = []
         sources: dict[str, EmailSource] = {}
         for r in res.recipients:
@@ -166,16 +203,28 @@ class Worker:
                 src = sources.get(r.email_id)
                 if src is None and r.email_id in loaded:
                     row, atts = loaded[r.email_id]
-                    src = sources[r.email_id] = EmailSource.from_row(row, atts)
+                    src = sources[r.email_id] = EmailSource.from_row(
+                        row, atts, unsubscribe_events=self.config.unsubscribe_event_messages)
                 if src is None:
                     tpl = self.composer.cached_template(r.email_id)
                     if tpl is None:
                         raise LookupError(f"email {r.email_id} not found")
                     src = sources[r.email_id] = tpl.email
-                jobs.append((r, self.composer.compose(src, r.id, r.address)))
+                composed.append((r, src, self.pipeline.compose(src, r)))
             except Exception as e:  # one bad email must not stop the others
                 log.exception("could not compose the message for recipient %s", r.id)
-                failed.append(outcome.from_error(r, f"could not build the message: {e}", self.config, now))
+                failed.append(self.pipeline.classify(r, f"could not build the message: {e}", now))
+        try:
+            signed = self.pipeline.sign_batch([(src, out) for _, src, out in composed])
+            jobs = [(r, out) for (r, _, _), out in zip(composed, signed, strict=True)]
+        except Exception:  # find the one that fails; the others still go
+            log.exception("signing a batch failed; signing one by one")
+            jobs = []
+            for r, src, out in composed:
+                try:
+                    jobs.append((r, self.pipeline.sign(src, out)))
+                except Exception as e:
+                    failed.append(self.pipeline.classify(r, f"could not sign the message: {e}", now))
         self.stats.compose_seconds += time.perf_counter() - t0
         self.stats.composed += len(jobs)
         return _Batch(jobs, failed, len(res.recipients) + res.rejected, res.rejected)
@@ -197,23 +246,29 @@ class Worker:
             task.add_done_callback(self._routing.discard)
 
     async def _route_and_send(self, domain: str, items: list[tuple[dstore.Claimed, Outgoing]]) -> None:
-        try:
-            route = await self.router.route(domain)
-        except Exception as e:  # a resolver bug: treat like a temporary DNS failure
-            log.exception("routing %s failed", domain)
-            from .routing import RouteFailure
-
-            route = RouteFailure("deferred", f"{domain}: routing failed ({e})")
+        route = await self.pipeline.route(domain)
         now = time.time()
         assert self._sender is not None
         for c, out in items:
             if isinstance(route, Route):
-                self._sender.submit(Job(out, route, c))
+                self.pipeline.send(self._sender, c, out, route)
             else:
-                self._add_result(outcome.from_route_failure(c, route, self.config, now))
+                self._add_result(self.pipeline.classify(c, route, now))
+
+    def _paused(self, pause: Pause) -> None:
+        """Record a provider pause for `mailtrack status` (best effort: the pause itself is in memory)."""
+        def save() -> None:
+            with self.store.write() as conn:
+                pauses.save(conn, pause.group, pause.until, pause.reason)
+
+        def done(f: asyncio.Future[None]) -> None:
+            if f.exception() is not None:
+                log.error("recording the pause of %s failed: %s", pause.group, f.exception())
+
+        asyncio.get_running_loop().run_in_executor(None, save).add_done_callback(done)
 
     def _on_reply(self, job: Job, reply: Reply) -> None:
-        self._add_result(outcome.from_reply(job.tag, reply, self.config, time.time()))
+        self._add_result(self.pipeline.classify(job.tag, reply, time.time()))
 
     def _add_result(self, f: dstore.Finished) -> None:
         self._results.append(f)
@@ -240,7 +295,9 @@ class Worker:
                 continue
             soonest = None
             for f in batch:
-                self._inflight.pop(f.recipient_id, None)
+                held = self._inflight.pop(f.recipient_id, None)
+                if held is not None and f.attempts is not None:
+                    metrics.attempted(f.status.value, held.domain)
                 self.stats.by_status[f.status.value] += 1
                 if f.next_attempt_at is not None and (soonest is None or f.next_attempt_at < soonest):
                     soonest = f.next_attempt_at
@@ -254,27 +311,45 @@ class Worker:
     def _commit(self, batch: list[dstore.Finished]) -> None:
         t0 = time.perf_counter()
         with self.store.write() as conn:
-            dstore.finish(conn, self.owner, batch)
+            self.pipeline.record(conn, self.owner, batch)
         took = time.perf_counter() - t0
         self.stats.commits += 1
         self.stats.commit_seconds += took
         log.debug("committed %d results in %.1f ms (%d in flight)", len(batch), took * 1000, len(self._inflight))
 
     async def _heartbeat(self) -> None:
-        """Renew the leases of everything in flight, so a slow destination never lets them lapse."""
+        """Say this worker is alive, renew the leases of everything in flight (a slow destination never
+        lets them lapse) and release what dead workers hold."""
         while True:
-            await asyncio.sleep(self.lease / 3)
+            await asyncio.sleep(self.heartbeat_every)
             ids = list(self._inflight)
-            if not ids:
-                continue
             try:
-                await asyncio.to_thread(self._extend, ids)
+                await asyncio.to_thread(self._beat, ids)
             except Exception:
-                log.exception("renewing %d leases failed; will retry", len(ids))
+                log.exception("heartbeat (renewing %d leases) failed; will retry", len(ids))
 
-    def _extend(self, ids: list[str]) -> None:
+    def _beat(self, ids: list[str], starting: bool = False) -> None:
+        with self._beat_lock:
+            if not self._unregistered:  # once the row is gone at shutdown, it must not come back
+                self._beat_locked(ids, starting)
+
+    def _beat_locked(self, ids: list[str], starting: bool) -> None:
+        now = time.time()
         with self.store.write() as conn:
-            dstore.extend(conn, self.owner, ids, time.time() + self.lease)
+            if starting:
+                wstore.register(conn, self.owner, now)
+            elif not wstore.beat(conn, self.owner, now):
+                log.warning("worker %s had been declared dead (no heartbeat for %.0fs); registered again",
+                            self.owner, self.dead_after)
+            if ids:
+                dstore.extend(conn, self.owner, ids, now + self.lease)
+            dead, released = wstore.reap(conn, now, self.dead_after, _RUNNING,
+                                         at_start_on_sqlite=starting and self.store.is_sqlite)
+        self.last_beat = now
+        if dead:
+            log.warning("released %d recipients held by %d dead worker(s): %s", released, len(dead),
+                        ", ".join(dead))
+            self.wake_threadsafe()
 
     # --- stopping --------------------------------------------------------------------------
 
@@ -298,13 +373,22 @@ class Worker:
                     self._inflight.clear()
                 except Exception:
                     log.exception("releasing %d recipients failed; their lease will expire", len(left))
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._unregister)
         finally:
+            _RUNNING.discard(self.owner)
             if not committer.done():
                 committer.cancel()
             s = self.stats
             log.info("delivery worker %s stopped: claimed %d, committed %d in %d commits, compose %.1f µs/msg",
                      self.owner, s.claimed, s.committed, s.commits, 1e6 * s.compose_seconds / max(s.composed, 1))
+            self.pipeline.close()
             self._done.set()
+
+    def _unregister(self) -> None:
+        with self._beat_lock, self.store.write() as conn:
+            wstore.unregister(conn, self.owner)
+            self._unregistered = True
 
     def _release(self, ids: list[str]) -> None:
         with self.store.write() as conn:

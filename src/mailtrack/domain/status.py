@@ -51,6 +51,7 @@ class EventType(StrEnum):
     COMPLAINED = "complained"
     AUTO_REPLY = "auto_reply"
     DELAY_NOTICE = "delay_notice"
+    UNSUBSCRIBED = "unsubscribed"  # one-click (RFC 8058) or mailto List-Unsubscribe
 
 
 S = Status

@@ -5,11 +5,12 @@ quoted in the returned headers, the ``X-Mailtrack-ID`` header, the ``<RID.EMAILI
 Message-ID. Each names one recipient (the anchor), and the report affects that recipient only: every
 recipient gets its own message, so other addresses a report names are recorded as unmatched.
 
-Effects, all through ``transitions.record`` with a dedupe key per (report bytes, recipient)::
+Effects, all through the status-change core (``transitions.record``) with a dedupe key per
+(report bytes, recipient); suppression and the webhook outbox are the core's effects::
 
-    bounce     → hard_bounce / soft_bounce (+ suppression "hard_bounce" when configured)
+    bounce     → hard_bounce / soft_bounce (suppressed by the core unless switched off)
     delay      → delay_notice event
-    complaint  → complained event, recipients.complained, suppression "complaint"
+    complaint  → complained event, recipients.complained (suppressed by the core)
     autoreply  → auto_reply event
     delivered  → nothing
 """
@@ -18,25 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from .. import metrics
 from ..bounces import RecipientResult, Report, parse_message
 from ..config import Config
 from ..domain.status import EventType
-from ..store import inbound, suppressions
+from ..store import inbound
 from ..store.db import Store
 from ..store.transitions import Change, Outcome, record
-from ..tokens import recipient_from_verp
+from .correlate import find_anchor
 
 log = logging.getLogger("mailtrack.inbound")
 
-_RID = re.compile(r"[0-9a-f]{1,32}")
-_OUR_MESSAGE_ID = re.compile(r"<([0-9a-f]{1,32})\.([0-9a-f]{1,32})@([^<>\s]+)>")
 # Delivery results inside a failure report that are not failures (a mixed DSN).
 _NOT_FAILED = frozenset({"delivered", "relayed", "expanded"})
 # ARF feedback types that are not a person marking the message as spam.
@@ -50,29 +49,6 @@ class Applied:
     state: str
     recipient_id: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def find_anchor(
-    conn: Connection, config: Config, rcpt_tos: list[str], report: Report
-) -> tuple[dict[str, Any], str] | None:
-    """The recipient a report is about and how it was found, or None."""
-    for via, addresses in (("verp", rcpt_tos), ("envelope_hint", report.envelope_hints)):
-        for address in addresses:
-            rid = recipient_from_verp(config.secret_key, address)
-            row = inbound.recipient(conn, rid) if rid else None
-            if row is not None:
-                return row, via
-    mailtrack_id = (report.mailtrack_id or "").strip().strip("<>").lower()
-    if _RID.fullmatch(mailtrack_id):
-        row = inbound.recipient(conn, mailtrack_id)
-        if row is not None:
-            return row, "mailtrack_id"
-    found = _OUR_MESSAGE_ID.fullmatch((report.original_message_id or "").strip().lower())
-    if found and found.group(3).rstrip(".") == config.bounce_domain.lower():
-        row = inbound.recipient(conn, found.group(1))
-        if row is not None and row["email_id"] == found.group(2):
-            return row, "message_id"
-    return None
 
 
 def match_recipients(
@@ -129,10 +105,9 @@ def _effect(
         reason = _reason(res)
         typ = EventType.HARD_BOUNCE if hard else EventType.SOFT_BOUNCE
         # a report can overtake a retry (spooled/deferred → bounce): the recipient is then no longer due
+        # suppression is the core's effect of a hard bounce (unless switched off)
         outcome = record(conn, Change(rid, typ.value, reason=reason, data=data, dedupe_key=key,
-                                      fields={"next_attempt_at": None}))
-        if hard and config.suppress_hard_bounces:
-            suppressions.add(conn, row["account_id"], row["address"], f"hard bounce: {reason}", "hard_bounce")
+                                      fields={"next_attempt_at": None}, suppress=config.suppress_hard_bounces))
         return typ.value, outcome
     if kind == "delay":
         ch = Change(rid, EventType.DELAY_NOTICE.value, reason=_reason(res), data=data, dedupe_key=key)
@@ -142,8 +117,6 @@ def _effect(
             return "none", None
         outcome = record(conn, Change(rid, EventType.COMPLAINED.value, reason="Marked as Spam", data=data,
                                       dedupe_key=key, fields={"complained": True}))
-        suppressions.add(conn, row["account_id"], row["address"],
-                         f"marked as spam ({report.feedback_type or 'abuse'})", "complaint")
         return EventType.COMPLAINED.value, outcome
     if kind == "autoreply":
         reason = res.diagnostic if res is not None and res.diagnostic else "automatic reply"
@@ -204,4 +177,5 @@ def process(store: Store, config: Config, inbound_id: int) -> str | None:
                          summary={"kind": report.kind, "error": f"{type(e).__name__}: {e}"})
         return "unparsed"
     log.info("inbound message %s: %s %s", inbound_id, report.kind, applied.state)
+    metrics.inbound_report(report.kind)
     return applied.state

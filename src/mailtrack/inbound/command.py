@@ -29,9 +29,9 @@ def _when(t: float) -> str:
 @click.pass_context
 def list_command(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> None:
     """List the reports the inbound server received, newest first, across all accounts."""
-    from ..cli import _config, _store
+    from ..clictx import cli_config, cli_store
 
-    store = _store(_config(ctx))
+    store = cli_store(cli_config(ctx))
     try:
         with store.read() as conn:
             rows, total = inbound.search(conn, state=state, limit=limit)
@@ -55,9 +55,9 @@ def list_command(ctx: click.Context, state: str | None, limit: int, as_json: boo
 @click.pass_context
 def show_command(ctx: click.Context, message_id: int, raw: bool) -> None:
     """Show one received report: envelope, state, what it was correlated to, or the raw message."""
-    from ..cli import _config, _store
+    from ..clictx import cli_config, cli_store
 
-    store = _store(_config(ctx))
+    store = cli_store(cli_config(ctx))
     try:
         with store.read() as conn:
             msg = inbound.get(conn, message_id)

@@ -19,10 +19,18 @@ class Limits:
     max_header_bytes: int = 256 * 1024  # the top-level header block
     max_mime_depth: int = 16
     max_mime_parts: int = 500
-    idle_timeout: float = 120.0  # per command (aiosmtpd's timeout)
+    idle_timeout: float = 60.0  # silence between commands (aiosmtpd's timeout), answered 421 4.4.2
+    progress_timeout: float = 120.0  # without an accepted recipient or message; NOOP keep-alives don't count
     max_session: float = 600.0  # whole connection, however busy
     max_commands: int = 100  # each command name, per connection
-    max_connections: int = 200
+    max_idle_commands: int = 10  # NOOP, RSET, HELP, VRFY, EXPN each, per connection
+    max_connections: int = 200  # in total, answered 421 4.7.0
+    max_per_ip: int = 10  # from one client address, answered 421 4.7.0
+
+    def command_budget(self) -> dict[str, int]:
+        """aiosmtpd's per-command call limits: commands that make no progress get a small budget."""
+        idle = min(self.max_idle_commands, self.max_commands)
+        return {"*": self.max_commands, **{c: idle for c in ("NOOP", "RSET", "HELP", "VRFY", "EXPN")}}
 
     @classmethod
     def from_config(cls, config: Config, **over: float) -> Limits:

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 
-from ..api.deps import MAX_OFFSET, account_id, get_store
+from ..deps import MAX_OFFSET, account_id, get_store
 from ..store import inbound
 from ..store.db import Store
 from ..store.queries import iso

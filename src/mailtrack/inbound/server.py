@@ -17,6 +17,7 @@ from aiosmtpd.smtp import SMTP
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
+from ..domains.inbound import ReturnPathHosts, mailto_unsubscribe
 from ..store import inbound
 from ..store.db import Store
 from ..store.ids import now
@@ -34,25 +35,46 @@ _STALE_AFTER = 30.0
 
 
 class _InboundSMTP(SMTP):
-    """aiosmtpd's SMTP with a whole-session deadline, a connection cap and enhanced size codes."""
+    """aiosmtpd's SMTP with connection caps (total, per client address), a whole-session deadline,
+    a deadline for progress that keep-alive commands cannot push back, and enhanced size codes."""
 
     def __init__(self, smtp_handler: InboundHandler, owner: InboundServer, **kwargs: Any) -> None:
         super().__init__(smtp_handler, **kwargs)
         self._owner = owner
         self._deadline: asyncio.TimerHandle | None = None
+        self._stall: asyncio.TimerHandle | None = None
+        self._ip: str | None = None  # set once the connection is counted
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # connection_made runs again after STARTTLS
         super().connection_made(transport)
         if not first:
             return
-        conns = self._owner.connections
-        if len(conns) >= self._owner.limits.max_connections:
+        lim, conns, per_ip = self._owner.limits, self._owner.connections, self._owner.per_ip
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        if len(conns) >= lim.max_connections:
             self._refuse(replies.TOO_MANY_CONNECTIONS)
             return
+        if per_ip.get(ip, 0) >= lim.max_per_ip:
+            log.warning("inbound: refused a connection from %s: %d already open", ip, per_ip[ip])
+            self._refuse(replies.TOO_MANY_FROM_YOU)
+            return
         conns.add(self)
-        self._deadline = self.loop.call_later(self._owner.limits.max_session, self._refuse,
-                                              replies.SESSION_TOO_LONG)
+        per_ip[ip] = per_ip.get(ip, 0) + 1
+        self._ip = ip
+        self._deadline = self.loop.call_later(lim.max_session, self._refuse, replies.SESSION_TOO_LONG)
+        self.progressed()
+
+    def progressed(self) -> None:
+        """A recipient or a message was accepted: the session may stay for another progress_timeout."""
+        if self._stall is not None:
+            self._stall.cancel()
+        self._stall = self.loop.call_later(self._owner.limits.progress_timeout, self._refuse, replies.NO_PROGRESS)
+
+    def _timeout_cb(self) -> None:
+        # aiosmtpd closes a silent connection without a word; say why (RFC 5321 §4.2.2: 421)
+        self._refuse(replies.IDLE_TIMEOUT)
 
     def _refuse(self, reply: str) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -62,8 +84,16 @@ class _InboundSMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._owner.connections.discard(self)
-        if self._deadline is not None:
-            self._deadline.cancel()
+        if self._ip is not None:
+            left = self._owner.per_ip.get(self._ip, 1) - 1
+            if left > 0:
+                self._owner.per_ip[self._ip] = left
+            else:
+                self._owner.per_ip.pop(self._ip, None)
+            self._ip = None
+        for timer in (self._deadline, self._stall):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
@@ -85,6 +115,7 @@ class InboundServer:
         self.sweep_interval = sweep_interval
         self.host, self.port = config.inbound_smtp
         self.connections: set[_InboundSMTP] = set()
+        self.per_ip: dict[str, int] = {}  # open connections per client address
         self._server: asyncio.Server | None = None
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()
@@ -100,14 +131,15 @@ class InboundServer:
         if session_log.level == logging.NOTSET:
             # aiosmtpd logs every SMTP command at INFO: far too much next to our own log
             session_log.setLevel(logging.WARNING)
-        smtp_handler = InboundHandler(self.config.bounce_domain, self._accept, self.limits.max_recipients)
+        smtp_handler = InboundHandler(self.config.bounce_domain, self._accept, self.limits.max_recipients,
+                                      return_paths=ReturnPathHosts(self.store))
         lim = self.limits
 
         def protocol() -> _InboundSMTP:
             return _InboundSMTP(
                 smtp_handler, self, data_size_limit=lim.max_size, hostname=self.config.bounce_domain,
                 ident=IDENT, enable_SMTPUTF8=True, timeout=lim.idle_timeout,
-                command_call_limit=lim.max_commands, loop=loop,
+                command_call_limit=lim.command_budget(), loop=loop,
             )
 
         self._server = await loop.create_server(protocol, self.host, self.port)
@@ -150,8 +182,8 @@ class InboundServer:
         if broken is not None:
             log.warning("inbound message from %r refused: %s limit", mail_from, broken)
             return _LIMIT_REPLIES[broken]
-        assert message_id is not None
-        self._enqueue(message_id)
+        if message_id is not None:
+            self._enqueue(message_id)
         return replies.QUEUED
 
     def _enqueue(self, message_id: int) -> None:
@@ -163,6 +195,8 @@ class InboundServer:
         broken = check(raw, self.limits)
         if broken is not None:
             return broken, None
+        if mailto_unsubscribe(self.store, self.config.secret_key, rcpt_tos):
+            return None, None  # List-Unsubscribe by mail: applied, nothing to parse
         with self.store.write() as conn:
             return None, inbound.save(conn, mail_from, rcpt_tos, raw)
 

@@ -16,6 +16,7 @@ class Behaviour(StrEnum):
     BLOCKED = "blocked"
     DEFER = "defer"
     DEFER_THEN_ACCEPT = "defer-then-accept"
+    RATE_LIMIT = "rate-limit"
     SLOW = "slow"
     DISCONNECT = "disconnect"
     LATE_BOUNCE = "late-bounce"
@@ -31,6 +32,7 @@ REFUSALS: dict[Behaviour, str] = {
     Behaviour.MAILBOX_FULL: replies.MAILBOX_FULL,
     Behaviour.BLOCKED: replies.POLICY_BLOCK,
     Behaviour.DEFER: replies.TRY_AGAIN,
+    Behaviour.RATE_LIMIT: replies.RATE_LIMITED,
 }
 
 # Accepted with 250, then something happens a little later (see followup.py).

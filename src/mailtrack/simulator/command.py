@@ -19,6 +19,7 @@ ignored, case does not matter, unknown local parts behave like success):
   blocked            550 5.7.1 rejected by local policy, at RCPT
   defer              451 4.7.1 try again later, at RCPT, always
   defer-then-accept  451 4.7.1 twice for the same address, then 250
+  rate-limit         421 4.7.28 "unusual rate … rate limited", at RCPT: the sender pauses the provider
   slow               answers DATA after --slow-delay seconds
   disconnect         drops the connection during DATA, without a reply
   late-bounce        250, then a DSN (5.1.1) to the envelope sender via --report-to

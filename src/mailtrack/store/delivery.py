@@ -5,13 +5,14 @@ claimed recipient drops out of the due range of the ``ix_recipients_due`` index 
 itself when the worker that holds it dies. On PostgreSQL the claim is ``FOR UPDATE SKIP LOCKED``,
 so any number of workers share the queue; on SQLite the store's single writer is enough.
 
-``finish`` records a batch of outcomes in one transaction, every status change through
-``transitions.record`` (so each has its event), and clears the lease.
+``finish`` records a batch of outcomes in one transaction through the status-change core
+(``transitions.record_batch``: event, row, suppression, webhook outbox), and clears the lease.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, func, select, update
 
 from ..domain.status import Status
 from . import suppressions
-from .schema import attachments, emails, recipients
+from .schema import attachments, emails, queue_holds, recipients
 from .transitions import Change, Outcome, record_batch
 
 _DUE = (Status.SPOOLED.value, Status.DEFERRED.value)
@@ -50,7 +51,8 @@ class Finished:
     attempts: int | None = None  # the new count when this was an attempt
     first_attempt_at: float | None = None
     data: dict[str, Any] | None = None
-    suppress: tuple[int, str, str] | None = None  # (account id, address, reason) for a hard bounce
+    # set (account id, address, reason) for a hard bounce to be suppressed; None when the site does not
+    suppress: tuple[int, str, str] | None = None
     at: float | None = None
 
 
@@ -60,14 +62,22 @@ class ClaimResult:
     rejected: int = 0  # suppressed after submission: recorded as rejected, not handed out
 
 
-def claim(conn: Connection, owner: str, now: float, lease: float, limit: int) -> ClaimResult:
-    """Lease up to ``limit`` due recipients to ``owner``; suppressed ones are rejected on the spot."""
+def claim(conn: Connection, owner: str, now: float, lease: float, limit: int,
+          skip_domains: Collection[str] = ()) -> ClaimResult:
+    """Lease up to ``limit`` due recipients to ``owner``; suppressed ones are rejected on the spot.
+
+    ``skip_domains``: destinations the worker has enough of in flight (retries to a slow destination
+    must not take every slot from fresh mail to the others).
+    """
     due = (
         select(recipients.c.id)
-        .where(recipients.c.next_attempt_at <= now, recipients.c.status.in_(_DUE))
+        .where(recipients.c.next_attempt_at <= now, recipients.c.status.in_(_DUE),
+               recipients.c.domain.not_in(select(queue_holds.c.destination)))  # an operator's hold
         .order_by(recipients.c.next_attempt_at)
         .limit(limit)
     )
+    if skip_domains:
+        due = due.where(recipients.c.domain.not_in(sorted(skip_domains)))
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     until = now + lease
@@ -122,7 +132,9 @@ def _change(f: Finished) -> Change:
         fields["first_attempt_at"] = f.first_attempt_at
     if f.reason is None:
         fields["reason"] = None  # a success clears the reason an earlier deferral left
-    return Change(f.recipient_id, f.status.value, reason=f.reason, data=f.data, at=f.at, fields=fields)
+    # the core's effects table suppresses a hard bounce; ``suppress`` is None when the site switched that off
+    return Change(f.recipient_id, f.status.value, reason=f.reason, data=f.data, at=f.at, fields=fields,
+                  suppress=f.suppress is not None)
 
 
 def _apply(conn: Connection, owner: str, f: Finished) -> Outcome:
@@ -130,17 +142,13 @@ def _apply(conn: Connection, owner: str, f: Finished) -> Outcome:
 
 
 def finish(conn: Connection, owner: str, results: list[Finished]) -> list[Outcome]:
-    """Record a batch of outcomes in the caller's transaction (each status change with its event)."""
+    """Record a batch of outcomes in the caller's transaction (each status change with its event and effects)."""
     outcomes = record_batch(conn, [_change(f) for f in results])
     let_go = [f.recipient_id for f, o in zip(results, outcomes, strict=True) if o is not Outcome.APPLIED]
     if let_go:
         # The status moved on without us (another worker, a report, a suppression): just let go.
         conn.execute(update(recipients).where(recipients.c.id.in_(let_go), recipients.c.lease_owner == owner)
                      .values(lease_owner=None, lease_until=None))
-    for f, o in zip(results, outcomes, strict=True):
-        if f.suppress is not None and o is Outcome.APPLIED:
-            account_id, address, reason = f.suppress
-            suppressions.add(conn, account_id, address, reason, "hard_bounce")
     return outcomes
 
 

@@ -146,7 +146,9 @@ def stats(conn: Connection, account_id: int, since: float | None = None) -> dict
         eq = eq.where(events.c.at >= since)
     statuses = {s: int(n) for s, n in conn.execute(rq.group_by(recipients.c.status))}
     evs = {t: int(n) for t, n in conn.execute(eq.group_by(events.c.type))}
-    return {"statuses": statuses, "events": evs}
+    from .retention import with_rollups  # what the retention purge removed still counts
+
+    return with_rollups(conn, account_id, since, {"statuses": statuses, "events": evs})
 
 
 def get_emails(conn: Connection, account_id: int, ids: list[str]) -> list[dict[str, Any]]:

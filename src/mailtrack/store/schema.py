@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -47,6 +48,9 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("prefix", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),  # None = never
+    Column("revoked_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),  # written at most once a minute per key
 )
 
 users = Table(
@@ -94,6 +98,7 @@ emails = Table(
     Column("tracking_override", Boolean, nullable=True),
     Column("size", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("unsubscribe", Boolean, nullable=True),  # List-Unsubscribe; None = default for the source type
     UniqueConstraint("account_id", "idempotency_key", name="uq_emails_idempotency"),
     Index("ix_emails_account_created", "account_id", "created_at"),
     Index("ix_emails_source", "account_id", "source_reference", "created_at"),
@@ -144,10 +149,15 @@ recipients = Table(
     Column("first_clicked_at", Float, nullable=True),
     Column("complained", Boolean, nullable=False, default=False),
     Column("updated_at", Float, nullable=False),
+    # the number of the recipient's last webhook event (the payload's ``sequence``)
+    Column("event_seq", Integer, nullable=False, default=0, server_default="0"),
     # the delivery queue: due recipients in pending statuses
     Index("ix_recipients_due", "next_attempt_at"),
     Index("ix_recipients_account_status", "account_id", "status"),
     Index("ix_recipients_email_status", "email_id", "status"),
+    # what each worker holds, so a dead worker's recipients are found without a scan
+    Index("ix_recipients_lease_owner", "lease_owner", sqlite_where=text("lease_owner IS NOT NULL"),
+          postgresql_where=text("lease_owner IS NOT NULL")),
 )
 
 events = Table(
@@ -188,3 +198,168 @@ inbound_messages = Table(
     Column("recipient_id", String(32), nullable=True),
     Column("summary_json", Text, nullable=True),
 )
+
+# -- webhooks --------------------------------------------------------------------------------------
+# The status-change core writes one outbox row per event in the event's own transaction; the
+# dispatcher fans each row out to the account's endpoints (one delivery per endpoint) and sends.
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("recipient_id", String(32), nullable=False),
+    Column("email_id", String(32), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # the recipient's status once this event happened
+    Column("reason", Text, nullable=True),
+    Column("data_json", Text, nullable=True),
+    Column("fanned", Boolean, nullable=False, default=False),
+    Index("ix_webhook_outbox_fanned", "fanned", "id"),
+    Index("ix_webhook_outbox_account_at", "account_id", "at"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("events_json", Text, nullable=False),
+    Column("batch", Boolean, nullable=False, default=False),
+    Column("secret", String(100), nullable=False),
+    Column("old_secret", String(100), nullable=True),
+    Column("old_secret_until", Float, nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("disabled_reason", Text, nullable=True),
+    Column("failing_since", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("endpoint_id", ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("outbox_id", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("done_at", Float, nullable=True),
+    Index("ix_webhook_deliveries_due", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("endpoint_id", ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("delivery_ids", Text, nullable=False),  # JSON list: a batch POST carries several deliveries
+    Column("at", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=False),
+    Column("response", Text, nullable=True),  # the first KB of the body
+    Column("error", Text, nullable=True),
+    Index("ix_webhook_attempts_endpoint", "endpoint_id", "id"),
+)
+
+# Web sign-in sessions: the cookie holds a random token, the table its SHA-256 (revocable server-side).
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
+# Idempotency-Key header (IETF draft): one row per (account, endpoint, key), with the request's fingerprint.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", ForeignKey("accounts.id"), primary_key=True),
+    Column("endpoint", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("email_ids", Text, nullable=False),  # JSON list, in request order
+    Column("created_at", Float, nullable=False, index=True),
+)
+
+sending_domains = Table(
+    "sending_domains",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("domain", String(253), nullable=False, unique=True),  # lower-case, IDNA (A-labels)
+    Column("return_path", String(253), nullable=True),  # aligned VERP host, e.g. bounces.acme.example
+    Column("checks_json", Text, nullable=True),  # the last DNS check: record → status, detail
+    Column("checked_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("domain_id", ForeignKey("sending_domains.id"), nullable=False, index=True),
+    Column("selector", String(63), nullable=False),
+    Column("private_key", Text, nullable=False),  # encrypted with a key derived from SECRET_KEY
+    Column("public_key", Text, nullable=False),  # base64 SubjectPublicKeyInfo, the p= of the record
+    Column("state", String(16), nullable=False),  # pending, active, retiring
+    Column("created_at", Float, nullable=False),
+    Column("activated_at", Float, nullable=True),
+    Column("retire_at", Float, nullable=True),
+    UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_domain_selector"),
+)
+
+provider_pauses = Table(
+    "provider_pauses",
+    metadata,
+    Column("grp", String(255), primary_key=True),  # google, microsoft, … or a destination's MX host
+    Column("paused_until", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Delivery workers that are running (or died without saying so): the heartbeat keeps a row fresh and
+# renews the leases of what that worker holds; a stale row's recipients are released at once.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the lease_owner its claims carry
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("process_ns", String(128), nullable=True),  # boot id + pid namespace: where ``pid`` can be checked
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+# Destinations (recipient domains) an operator put on hold: nothing is claimed for them until released.
+queue_holds = Table(
+    "queue_holds",
+    metadata,
+    Column("destination", String(255), primary_key=True),
+    Column("held_at", Float, nullable=False),
+    Column("reason", Text, nullable=True),
+)
+
+# What purged rows counted, per UTC day: statistics over long periods survive the retention purge.
+daily_rollups = Table(
+    "daily_rollups",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD (UTC)
+    Column("account_id", Integer, primary_key=True),
+    Column("kind", String(8), primary_key=True),  # "event" (events by type) or "status" (recipients by status)
+    Column("name", String(16), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# the retention purge walks emails oldest first
+Index("ix_emails_created", emails.c.created_at)

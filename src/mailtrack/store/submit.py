@@ -1,4 +1,4 @@
-"""Submission: one transaction stores the email, its recipients and their first events."""
+"""Submission: one transaction stores the email, its recipients and their first events (through the core)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from .. import metrics
 from ..domain.status import Status
 from ..domain.tracking import resolve_tracking
+from ..inject import extract_links
 from . import accounts as acc
 from .ids import new_id, now
 from .queries import email_view
-from .schema import attachments, emails, events, links, recipients
+from .schema import attachments, emails, links
 from .suppressions import suppressed_among
+from .transitions import Change, record_batch
 
 
 @dataclass
@@ -41,6 +44,7 @@ class NewEmail:
     source_event: str | None = None
     client: str | None = None
     tracking: bool | None = None
+    unsubscribe: bool | None = None  # None: the default for the source type, decided at compose
     metadata: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     size: int = 0
@@ -55,8 +59,6 @@ def _existing(conn: Connection, account_id: int, key: str) -> str | None:
 
 def _tracked_links(email_id: str, html: str) -> list[dict[str, Any]]:
     """Link indices are fixed here, so a click redirects only to a URL stored at send time."""
-    from ..tracking.inject import extract_links
-
     return [{"email_id": email_id, "idx": i, "url": u} for i, u in enumerate(extract_links(html))]
 
 
@@ -76,7 +78,7 @@ def submit_described(
     email_rows: list[dict[str, Any]] = []
     att_rows: list[dict[str, Any]] = []
     rcpt_rows: list[dict[str, Any]] = []
-    event_rows: list[dict[str, Any]] = []
+    changes: list[Change] = []
     out: list[tuple[str, bool, dict[str, Any] | None]] = []
     rcpts_of: dict[str, list[dict[str, Any]]] = {}
     seen_keys: dict[str, str] = {}
@@ -109,6 +111,7 @@ def submit_described(
             "metadata_json": json.dumps(e.metadata), "source_type": e.source_type,
             "source_reference": e.source_reference, "source_event": e.source_event,
             "tracking": tracking, "tracking_override": e.tracking, "size": e.size, "created_at": t,
+            "unsubscribe": e.unsubscribe,
         })
         if tracking and e.html:
             link_rows += _tracked_links(eid, e.html)
@@ -130,10 +133,8 @@ def submit_described(
                 "lease_until": None, "lease_owner": None,
             })
             rcpt_rows.append(rcpts_of[eid][-1])
-            base = {"recipient_id": rid, "email_id": eid, "account_id": account_id, "at": t,
-                    "data_json": None, "dedupe_key": None}
-            event_rows.append({**base, "type": Status.CREATING.value, "reason": None})
-            event_rows.append({**base, "type": status.value, "reason": shown})
+            changes.append(Change(rid, Status.CREATING.value, at=t))
+            changes.append(Change(rid, status.value, reason=shown, at=t))
         out.append((eid, True, None))
     if email_rows:
         conn.execute(insert(emails), email_rows)
@@ -142,8 +143,10 @@ def submit_described(
         if link_rows:
             conn.execute(insert(links), link_rows)
         if rcpt_rows:
-            conn.execute(insert(recipients), rcpt_rows)
-            conn.execute(insert(events), event_rows)
+            # the rows start with no status: the core enters creating, then spooled or rejected
+            record_batch(conn, changes, new_rows=rcpt_rows)
+    for row in email_rows:
+        metrics.submitted(row["source_type"], len(rcpts_of.get(row["id"], ())))
     by_id = {row["id"]: row for row in email_rows}
     return [
         (eid, created, email_view(by_id[eid], rcpts_of.get(eid, []), client_refs.get(eid)) if created else None)

@@ -9,10 +9,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..errors import NotFound
+from .chunked import chunks
 from .ids import now
 from .schema import suppressions
 
-SOURCES = ("manual", "hard_bounce", "complaint")
+SOURCES = ("manual", "hard_bounce", "complaint", "unsubscribe")
 
 
 def add(conn: Connection, account_id: int, address: str, reason: str, source: str) -> bool:
@@ -36,12 +37,15 @@ def suppressed_among(conn: Connection, account_id: int, addresses: set[str]) -> 
     """address → reason for those of ``addresses`` (lower-case) that are suppressed."""
     if not addresses:
         return {}
-    rows = conn.execute(
-        select(suppressions.c.address, suppressions.c.reason).where(
-            suppressions.c.account_id == account_id, suppressions.c.address.in_(sorted(addresses))
+    found: dict[str, str] = {}
+    for part in chunks(sorted(addresses)):  # one IN list per chunk: a huge batch must not exceed SQL limits
+        rows = conn.execute(
+            select(suppressions.c.address, suppressions.c.reason).where(
+                suppressions.c.account_id == account_id, suppressions.c.address.in_(part)
+            )
         )
-    )
-    return {a: r for a, r in rows}
+        found.update({a: r for a, r in rows})
+    return found
 
 
 def search(

@@ -1,14 +1,30 @@
-"""The single place where a recipient's status changes.
+"""The status-change core: the one place where a recipient's status changes and events are recorded.
 
-``record()`` appends the event, applies the transition table and updates the recipient row
-in the caller's transaction. Recording the same report twice changes nothing: a repeated
-``dedupe_key`` is a no-op, and a status that the table does not allow from the current one
-(an out-of-order or stale report) is kept out of the row and reported as ``ignored``.
+``record_batch()`` takes changes for any recipients (a batch of one is still a batch) and, in the
+caller's transaction: checks each status change against the transition table, appends its event,
+updates the recipient row, and hands what was recorded to ``effects.apply`` (suppression, webhook
+outbox). Submission goes through it too, with the new recipient rows it is about to insert.
+
+Recording the same report twice changes nothing: a repeated ``dedupe_key`` is a no-op, and a status
+that the table does not allow from the current one (an out-of-order or stale report) is kept out of
+the row and reported as ``ignored``::
+
+    change ─▶ recipient known? ──no──▶ missing
+                 │ yes
+                 ▼
+            status allowed? ──no──▶ ignored        (engagement events skip this check)
+                 │ yes
+                 ▼
+            dedupe key new? ──no──▶ duplicate
+                 │ yes
+                 ▼
+            event row + recipient row + effects ──▶ applied
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -18,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..domain.status import STATUS_EVENTS, Status, can_transition
+from . import effects
 from .ids import now
 from .schema import events, recipients
 
@@ -41,113 +58,130 @@ class Change:
     at: float | None = None
     # extra recipient columns to set when a status change applies (e.g. next_attempt_at)
     fields: dict[str, Any] = field(default_factory=dict)
+    # False keeps the address off the suppression list although the effects table would add it
+    # (SUPPRESS_HARD_BOUNCES=false)
+    suppress: bool = True
+
+
+@dataclass(slots=True)
+class _State:
+    """A recipient as this batch sees it: read once, changed in memory, written once."""
+
+    status: str | None
+    email_id: str
+    account_id: int
+    address: str
+    seq: int
+    new: bool
+    values: dict[str, Any]
 
 
 def _insert(conn: Connection) -> Any:
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
-def _insert_event(conn: Connection, row: Any, ch: Change, at: float) -> bool:
-    """Insert the event; False when its dedupe_key was already recorded."""
-    values = {
-        "recipient_id": ch.recipient_id,
-        "email_id": row["email_id"],
-        "account_id": row["account_id"],
-        "type": ch.type,
-        "at": at,
-        "reason": ch.reason,
-        "data_json": json.dumps(ch.data, separators=(",", ":")) if ch.data else None,
-        "dedupe_key": ch.dedupe_key,
-    }
-    stmt = _insert(conn)(events).values(**values)
-    if ch.dedupe_key is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
+def _load(conn: Connection, ids: list[str], lock: bool) -> dict[str, _State]:
+    out: dict[str, _State] = {}
+    cols = (recipients.c.id, recipients.c.status, recipients.c.email_id, recipients.c.account_id,
+            recipients.c.address, recipients.c.event_seq)
+    for start in range(0, len(ids), 500):
+        # sorted ids: concurrent writers on PostgreSQL lock rows in one order
+        q = select(*cols).where(recipients.c.id.in_(ids[start:start + 500])).order_by(recipients.c.id)
+        if lock and conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        for r in conn.execute(q):
+            out[r.id] = _State(r.status, r.email_id, int(r.account_id), r.address, int(r.event_seq or 0), False, {})
+    return out
+
+
+def _insert_deduped(conn: Connection, row: dict[str, Any]) -> bool:
+    """Insert one event with a dedupe key; False when that key was already recorded."""
+    stmt = _insert(conn)(events).values(**row).on_conflict_do_nothing(index_elements=["dedupe_key"])
     # rowcount is -1 on PostgreSQL when the primary key is returned implicitly; ask for it instead
     return conn.execute(stmt.returning(events.c.id)).first() is not None
 
 
 def record(conn: Connection, ch: Change, *, lock: bool = True) -> Outcome:
     """Record one change inside the caller's transaction."""
-    q = select(recipients.c.status, recipients.c.email_id, recipients.c.account_id).where(
-        recipients.c.id == ch.recipient_id
-    )
-    if lock and conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    row = conn.execute(q).mappings().first()
-    if row is None:
-        return Outcome.MISSING
-    at = ch.at if ch.at is not None else now()
-    if ch.type in STATUS_EVENTS:
-        current = Status(row["status"])
-        new = Status(ch.type)
-        if not can_transition(current, new):
-            return Outcome.IGNORED
-        if not _insert_event(conn, row, ch, at):
-            return Outcome.DUPLICATE
-        values: dict[str, Any] = {"status": new.value, "updated_at": at, **ch.fields}
-        if ch.reason is not None:
-            values["reason"] = ch.reason
-        conn.execute(update(recipients).where(recipients.c.id == ch.recipient_id).values(**values))
-        return Outcome.APPLIED
-    if not _insert_event(conn, row, ch, at):
-        return Outcome.DUPLICATE
-    if ch.fields:
-        conn.execute(update(recipients).where(recipients.c.id == ch.recipient_id).values(**ch.fields))
-    return Outcome.APPLIED
+    return record_batch(conn, [ch], lock=lock)[0]
 
 
 def record_many(conn: Connection, changes: list[Change]) -> list[Outcome]:
-    return [record(conn, ch) for ch in changes]
+    return record_batch(conn, changes)
 
 
-def record_batch(conn: Connection, changes: list[Change]) -> list[Outcome]:
-    """``record()`` for many status changes at once: the same rules, a few statements per batch.
+def record_batch(
+    conn: Connection, changes: Sequence[Change], *, new_rows: Sequence[dict[str, Any]] = (), lock: bool = True,
+) -> list[Outcome]:
+    """Record changes in order, in the caller's transaction; one outcome per change.
 
-    Status changes without a ``dedupe_key`` for distinct recipients are checked against one read of
-    their rows and written with one multi-row INSERT of events and one executemany UPDATE per shape
-    of values; anything else (engagement events, dedupe keys, a recipient twice) goes one by one.
+    ``new_rows`` are recipient rows not inserted yet (submission): they start with no status, and
+    are inserted with the status their changes leave them in.
     """
-    out: list[Outcome | None] = [None] * len(changes)
-    bulk: dict[str, int] = {}
-    for i, ch in enumerate(changes):
-        if ch.type in STATUS_EVENTS and ch.dedupe_key is None and ch.recipient_id not in bulk:
-            bulk[ch.recipient_id] = i
-    rows: dict[str, Any] = {}
-    ids = sorted(bulk)
-    for start in range(0, len(ids), 500):
-        q = select(recipients.c.id, recipients.c.status, recipients.c.email_id, recipients.c.account_id).where(
-            recipients.c.id.in_(ids[start:start + 500]))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update()
-        rows.update({r["id"]: r for r in conn.execute(q).mappings()})
-    event_rows: list[dict[str, Any]] = []
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for rid, i in bulk.items():
-        ch, row = changes[i], rows.get(rid)
-        if row is None:
-            out[i] = Outcome.MISSING
+    fresh = {r["id"] for r in new_rows}
+    states = _load(conn, sorted({ch.recipient_id for ch in changes} - fresh), lock)
+    for r in new_rows:
+        states[r["id"]] = _State(None, r["email_id"], int(r["account_id"]), r["address"], 0, True, dict(r))
+    out: list[Outcome] = []
+    pending: list[dict[str, Any]] = []
+    recorded: list[effects.Recorded] = []
+    for ch in changes:
+        st = states.get(ch.recipient_id)
+        if st is None:
+            out.append(Outcome.MISSING)
             continue
-        if not can_transition(Status(row["status"]), Status(ch.type)):
-            out[i] = Outcome.IGNORED
+        is_status = ch.type in STATUS_EVENTS
+        if is_status and not can_transition(Status(st.status) if st.status else None, Status(ch.type)):
+            out.append(Outcome.IGNORED)
             continue
         at = ch.at if ch.at is not None else now()
-        event_rows.append({
-            "recipient_id": rid, "email_id": row["email_id"], "account_id": row["account_id"], "type": ch.type,
-            "at": at, "reason": ch.reason, "dedupe_key": None,
-            "data_json": json.dumps(ch.data, separators=(",", ":")) if ch.data else None,
-        })
-        values: dict[str, Any] = {"status": ch.type, "updated_at": at, **ch.fields}
-        if ch.reason is not None:
-            values["reason"] = ch.reason
-        updates.setdefault(tuple(sorted(values)), []).append({"b_id": rid, **{f"b_{k}": v for k, v in values.items()}})
-        out[i] = Outcome.APPLIED
-    if event_rows:
-        conn.execute(insert(events), event_rows)
+        data_json = json.dumps(ch.data, separators=(",", ":")) if ch.data else None
+        row = {"recipient_id": ch.recipient_id, "email_id": st.email_id, "account_id": st.account_id,
+               "type": ch.type, "at": at, "reason": ch.reason, "data_json": data_json, "dedupe_key": ch.dedupe_key}
+        if ch.dedupe_key is None:
+            pending.append(row)
+        else:
+            _flush(conn, pending)  # keep the events in the order they happened
+            if not _insert_deduped(conn, row):
+                out.append(Outcome.DUPLICATE)
+                continue
+        if is_status:
+            st.status = ch.type
+            st.values.update(status=ch.type, updated_at=at)
+            if ch.reason is not None:
+                st.values["reason"] = ch.reason
+        st.values.update(ch.fields)
+        if effects.counts_for_webhook(ch.type):
+            st.seq += 1
+            st.values["event_seq"] = st.seq
+        recorded.append(effects.Recorded(
+            st.account_id, st.email_id, ch.recipient_id, st.address, ch.type, at, st.seq, st.status or ch.type,
+            ch.reason, data_json, ch.suppress))
+        out.append(Outcome.APPLIED)
+    _write_recipients(conn, states)
+    _flush(conn, pending)
+    effects.apply(conn, recorded)
+    return out
+
+
+def _flush(conn: Connection, pending: list[dict[str, Any]]) -> None:
+    if pending:
+        conn.execute(insert(events), pending)
+        pending.clear()
+
+
+def _write_recipients(conn: Connection, states: dict[str, _State]) -> None:
+    """New rows in one INSERT; changed rows with one executemany UPDATE per shape of values."""
+    new = [st.values for st in states.values() if st.new]
+    if new:
+        conn.execute(insert(recipients), new)
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for rid, st in states.items():
+        if st.new or not st.values:
+            continue
+        updates.setdefault(tuple(sorted(st.values)), []).append(
+            {"b_id": rid, **{f"b_{k}": v for k, v in st.values.items()}})
     for keys, params in updates.items():
         stmt = update(recipients).where(recipients.c.id == bindparam("b_id")).values(
             {k: bindparam(f"b_{k}") for k in keys})
         conn.execute(stmt, params)
-    for i, ch in enumerate(changes):
-        if out[i] is None:
-            out[i] = record(conn, ch)
-    return [o for o in out if o is not None]

@@ -1,6 +1,7 @@
 """Group commit: concurrent write requests share one transaction, and each caller returns after it commits.
 
-One writer thread takes whatever is queued (up to ``max_items``) and runs it in one transaction:
+One writer thread takes what is queued (up to ``max_items`` and ``max_weight``, round-robin over the
+keys so that one caller's bulk cannot hold up the others) and runs it in one transaction:
 requests made with the same ``key`` through ``call_merged`` are handed to their function together
 (one set of queries for fifty submissions), each group inside a SAVEPOINT. If a merged group fails,
 its requests are retried one by one, each in its own savepoint, so only the bad one's caller sees
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -33,13 +35,19 @@ class _Item:
     fn: Callable[[Connection, list[Any]], list[Any]]
     arg: Any
     fut: Future[Any]
+    weight: int = 1
 
 
 class GroupWriter:
-    def __init__(self, store: Store, max_items: int = 256) -> None:
+    def __init__(self, store: Store, max_items: int = 256, max_weight: int = 1000) -> None:
         self.store = store
         self.max_items = max_items
+        # Work per transaction (e.g. recipients), taken round-robin over the keys (accounts): what one
+        # key queues in bulk delays another key by one bounded transaction, not by all of it.
+        self.max_weight = max_weight
         self._q: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._pending: OrderedDict[Hashable, deque[_Item]] = OrderedDict()  # taken off the queue, not yet run
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -49,11 +57,13 @@ class GroupWriter:
         """``fn(conn, [arg, …])`` for all queued requests with this key; return this request's result."""
         return self.enqueue(key, fn, arg).result(timeout)
 
-    def enqueue(self, key: Hashable, fn: Callable[[Connection, list[A]], list[R]], arg: A) -> Future[R]:
+    def enqueue(
+        self, key: Hashable, fn: Callable[[Connection, list[A]], list[R]], arg: A, weight: int = 1
+    ) -> Future[R]:
         """Like call_merged, without waiting: the future resolves after the commit (for async callers)."""
         self._ensure_started()
         fut: Future[R] = Future()
-        self._q.put(_Item(key, fn, arg, fut))
+        self._q.put(_Item(key, fn, arg, fut, max(1, weight)))
         return fut
 
     def close(self) -> None:
@@ -69,20 +79,45 @@ class GroupWriter:
                     self._thread = threading.Thread(target=self._loop, name="mailtrack-writer", daemon=True)
                     self._thread.start()
 
-    def _take(self) -> tuple[list[_Item], bool]:
-        first = self._q.get()
-        if first is None:
-            return [], True
-        items = [first]
-        while len(items) < self.max_items:
+    def _drain(self, block: bool) -> None:
+        """Move what is queued into the per-key pending lists (waiting for one item when ``block``)."""
+        while True:
             try:
-                nxt = self._q.get_nowait()
+                it = self._q.get(block=block)
             except queue.Empty:
+                return
+            block = False
+            if it is None:
+                self._stopping = True
+                return
+            if it.key not in self._pending:
+                self._pending[it.key] = deque()
+                self._pending.move_to_end(it.key, last=False)  # a newcomer goes before those served just now
+            self._pending[it.key].append(it)
+
+    def _take(self) -> tuple[list[_Item], bool]:
+        self._drain(block=not self._pending and not self._stopping)
+        items: list[_Item] = []
+        weight = 0
+        while self._pending and len(items) < self.max_items:
+            progressed = False
+            for key in list(self._pending):  # one item per key per round
+                todo = self._pending[key]
+                if items and weight + todo[0].weight > self.max_weight:
+                    continue
+                it = todo.popleft()
+                items.append(it)
+                weight += it.weight
+                progressed = True
+                if not todo:
+                    del self._pending[key]
+                else:
+                    self._pending.move_to_end(key)
+                if len(items) >= self.max_items or weight >= self.max_weight:
+                    break
+            if not progressed or weight >= self.max_weight:
                 break
-            if nxt is None:
-                return items, True
-            items.append(nxt)
-        return items, False
+        return items, self._stopping and not self._pending
 
     def _loop(self) -> None:
         stop = False

@@ -1,4 +1,4 @@
-"""One event loop's side of the hit writer connection: gathering, sending, acknowledgements.
+"""The sender loop's side of the hit writer connection: gathering, sending, acknowledgements.
 
 See recorder.py for the whole design.
 """
@@ -6,24 +6,36 @@ See recorder.py for the whole design.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import pickle
 import socket
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..store import hits as store_hits
 from . import writer
 
-if TYPE_CHECKING:
-    from .recorder import Recorder
-
 log = logging.getLogger("mailtrack.tracking")
 
-# batches sent and not yet acknowledged, per event loop: the writer finds the next batch waiting
-# when a commit ends (a little better than 1 on PostgreSQL; the writer merges them anyway)
+# batches sent and not yet acknowledged: the writer finds the next batch waiting when a commit
+# ends (a little better than 1 on PostgreSQL; the writer merges them anyway)
 MAX_IN_FLIGHT = 4
-MAX_BACKLOG = 200_000  # hits gathered in one event loop while the writer has not taken the last batch
+MAX_BACKLOG = 200_000  # hits gathered while the writer has not taken the last batch
+
+Done = concurrent.futures.Future[bool]
+
+
+class Owner(Protocol):
+    """What a channel needs from whoever runs it (the recorder)."""
+
+    closed: bool
+
+    def ensure_writer(self) -> str: ...
+
+    def count_lost(self, n: int) -> None: ...
+
+    def settled(self, n: int) -> None: ...
 
 
 class StoreUnavailable(Exception):
@@ -31,18 +43,18 @@ class StoreUnavailable(Exception):
 
 
 class Channel:
-    """One event loop's side: the batch being gathered, the batches sent and not yet acknowledged.
+    """The batch being gathered, the batches sent and not yet acknowledged; runs on the sender loop.
 
     A bare non-blocking socket with ``add_reader`` rather than an asyncio transport: the socket
-    is ours to close when a short-lived loop (TestClient's) has gone, which a transport is not.
+    is ours to close when the loop stops, which a transport's is not.
     """
 
-    def __init__(self, recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, recorder: Owner, loop: asyncio.AbstractEventLoop) -> None:
         self.recorder = recorder
         self.loop = loop
         self.hits: list[store_hits.Hit] = []
-        self.futs: list[asyncio.Future[bool] | None] = []
-        self.unacked: dict[int, tuple[bytes, list[asyncio.Future[bool] | None]]] = {}
+        self.futs: list[Done | None] = []
+        self.unacked: dict[int, tuple[bytes, list[store_hits.Hit], list[Done | None]]] = {}
         self.in_flight: set[int] = set()
         self.sock: socket.socket | None = None
         self.fd = -1
@@ -52,14 +64,10 @@ class Channel:
         self.scheduled = False
         self.ids = itertools.count(1)
 
-    def add(self, hit: store_hits.Hit, fut: asyncio.Future[bool] | None, timeout: float | None = None) -> None:
-        if not self.futs and timeout is not None:
-            # one timer per batch rather than a wait_for per hit: the list is the batch's own
-            self.loop.call_later(timeout, _expire, self.futs, timeout)
+    def add(self, hit: store_hits.Hit, fut: Done | None) -> None:
         if len(self.hits) >= MAX_BACKLOG:  # the writer is stuck or unreachable: bound the memory
             self.recorder.count_lost(1)
-            if fut is not None:
-                fut.set_result(False)
+            _set(fut, False)
             return
         self.hits.append(hit)
         self.futs.append(fut)
@@ -78,7 +86,7 @@ class Channel:
         bid = next(self.ids)
         payload = pickle.dumps((bid, hits), protocol=5)
         frame = len(payload).to_bytes(4, "big") + payload
-        self.unacked[bid] = (frame, futs)
+        self.unacked[bid] = (frame, hits, futs)
         self.in_flight.add(bid)
         self._send(frame)
 
@@ -158,15 +166,14 @@ class Channel:
 
     def _fail_waiting(self, exc: Exception) -> None:
         for fut in self.futs:
-            if fut is not None and not fut.done():
-                fut.set_exception(exc)
+            _set(fut, exc)
 
     def _attach(self, sock: socket.socket) -> None:
         self.sock, self.fd = sock, sock.fileno()
         self.out.clear()
         self.inbuf.clear()
         self.loop.add_reader(self.fd, self._readable)
-        for bid, (frame, _) in self.unacked.items():  # a restarted writer gets what the old one held
+        for bid, (frame, _, _) in self.unacked.items():  # a restarted writer gets what the old one held
             self.in_flight.add(bid)
             self._send(frame)
         self._flush()
@@ -183,8 +190,15 @@ class Channel:
             log.warning("hit writer connection lost (%s); reconnecting", exc)
             self._connect_soon()
 
+    def busy(self) -> bool:
+        return bool(self.hits or self.unacked)
+
+    def unsent(self) -> list[store_hits.Hit]:
+        """Hits never handed to the writer (at close; what was handed over, the writer finished)."""
+        return list(self.hits)
+
     def discard(self) -> None:
-        """Close the socket of a channel whose loop has closed (its selector went with it)."""
+        """Close the socket (the loop is stopping)."""
         sock, self.sock = self.sock, None
         if sock is not None:
             sock.close()
@@ -203,27 +217,26 @@ class Channel:
                 entry = self.unacked.pop(bid, None)
                 outcome = True if code == writer.OK else StoreUnavailable("hits could not be written")
             if entry is not None:
-                _resolve(entry[1], outcome)
+                _resolve(entry[2], outcome)
+                if code != writer.RETRYING:
+                    self.recorder.settled(len(entry[1]))
         del inbuf[:end]
         if len(self.in_flight) < MAX_IN_FLIGHT:
             self._flush()
 
 
-def _expire(futs: list[asyncio.Future[bool] | None], timeout: float) -> None:
-    late = 0
-    for fut in futs:
-        if fut is not None and not fut.done():
-            fut.set_result(False)
-            late += 1
-    if late:
-        log.warning("%d hits not committed within %.1fs; answered anyway, they stay queued", late, timeout)
-
-
-def _resolve(futs: list[asyncio.Future[bool] | None], outcome: bool | Exception) -> None:
-    for fut in futs:
-        if fut is None or fut.done():  # the request gave up waiting (timeout) or went away
-            continue
+def _set(fut: Done | None, outcome: bool | Exception) -> None:
+    if fut is None or fut.done():  # nobody waits, or the waiter gave up
+        return
+    try:
         if isinstance(outcome, Exception):
             fut.set_exception(outcome)
         else:
             fut.set_result(outcome)
+    except concurrent.futures.InvalidStateError:  # cancelled by its waiter meanwhile
+        pass
+
+
+def _resolve(futs: list[Done | None], outcome: bool | Exception) -> None:
+    for fut in futs:
+        _set(fut, outcome)

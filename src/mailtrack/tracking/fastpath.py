@@ -1,9 +1,12 @@
 """``GET /o/TOKEN.gif`` and ``GET /c/TOKEN`` as a bare ASGI app in front of FastAPI routing.
 
 The pixel never fails for the reader: a bad token, a slow or broken store, any error — the GIF is
-served (errors logged). The click redirects only to the URL stored for (recipient's email, link
-index) at submission; nothing from the request can choose the target, and a bad token is a 404
-without ``Location``. ``HEAD`` and prefetches (``Purpose``/``Sec-Purpose``/``X-Purpose``/``X-Moz``
+served (errors logged). Neither waits for a commit: the hit is handed to the recorder and written
+afterwards. The click redirects to the URL carried in its token, which is MAC'd together with the
+recipient and link index, so the redirect needs no database read and still goes only where
+mailtrack sent it; nothing else in the request can choose the target, and a bad token is a 404
+without ``Location``. Tokens of mail sent before URLs were carried (``/c/RID-IDX-MAC``) are looked
+up in the store. ``HEAD`` and prefetches (``Purpose``/``Sec-Purpose``/``X-Purpose``/``X-Moz``
 saying prefetch or preview) are answered but not counted. Both send ``Cache-Control: no-store``
 and never set cookies.
 """
@@ -78,12 +81,10 @@ def _client_ip(scope: Scope) -> str | None:
 class TrackingFastPath:
     """Handles /o/ and /c/ itself; everything else goes on to ``app``."""
 
-    def __init__(self, app: ASGIApp, *, store: Store, secret: str, timeout: float = 1.0,
-                 recorder: Recorder | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, store: Store, secret: str, recorder: Recorder | None = None) -> None:
         self.app = app
         self.store = store
         self.secret = secret
-        self.timeout = timeout
         self._recorder = recorder
         self._recent: dict[str, list[tuple[float, int]]] = {}
         self._recent_pruned = 0.0
@@ -95,6 +96,11 @@ class TrackingFastPath:
     def recorder(self) -> Recorder:
         if self._recorder is None:  # lazily: serve.py runs the app with lifespan="off"
             self._recorder = Recorder(self.store)
+        return self._recorder
+
+    @property
+    def started_recorder(self) -> Recorder | None:
+        """The recorder if a hit has made one (tests wait on it with ``flush``)."""
         return self._recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,7 +123,7 @@ class TrackingFastPath:
             return
         try:
             if method == "GET":
-                await self._count_open(scope, path)
+                self._count_open(scope, path)
         except Exception:
             log.exception("pixel hit not recorded")
         try:
@@ -126,7 +132,7 @@ class TrackingFastPath:
         except Exception as e:  # the client went away
             log.debug("pixel response not delivered: %s", e)
 
-    async def _count_open(self, scope: Scope, path: str) -> None:
+    def _count_open(self, scope: Scope, path: str) -> None:
         token = path[3:]
         if token.endswith(".gif"):
             token = token[:-4]
@@ -147,8 +153,7 @@ class TrackingFastPath:
             if len(self._open_cls) >= _MEMO:
                 self._open_cls.clear()
             cls = self._open_cls[(ua, ip)] = classify_open(ua, ip)
-        hit = store_hits.Hit(rid, EventType.OPENED, time.time(), ip, ua, cls)
-        await self.recorder.record(hit, self.timeout)
+        self.recorder.submit(store_hits.Hit(rid, EventType.OPENED, time.time(), ip, ua, cls))
 
     # -- click redirect -----------------------------------------------------------------------
 
@@ -167,34 +172,42 @@ class TrackingFastPath:
         if method not in ("GET", "HEAD"):
             await _plain(send, 405, b"method not allowed\n", [_ALLOWED])
             return
-        parsed = tokens.parse_click(self.secret, path[3:])
-        if parsed is None:
-            await _plain(send, 404, _NOT_FOUND)
-            return
-        rid, idx = parsed
         at = time.time()
-        loop = asyncio.get_running_loop()
-        target = await asyncio.wait_for(
-            loop.run_in_executor(None, self._lookup, rid, idx, at - BURST_WINDOW), timeout=5.0)
-        if target is None:
-            await _plain(send, 404, _NOT_FOUND)
-            return
+        carried = tokens.parse_click_url(self.secret, path[3:])
+        if carried is not None:
+            rid, idx, url = carried
+        else:
+            legacy = await self._legacy_target(path[3:])
+            if legacy is None:
+                await _plain(send, 404, _NOT_FOUND)
+                return
+            rid, idx, url = legacy
         ua, prefetch = _headers(scope)
         if method == "GET" and not prefetch:
             ip = _client_ip(scope)
-            recent = self._remember(rid, at, idx)
-            ctx = ClickContext(target.sent_at, target.link_count, tuple(set(target.recent) | set(recent)))
-            hit = store_hits.Hit(rid, EventType.CLICKED, at, ip, ua, classify_click(ua, ip, at, idx, ctx), idx)
-            await self.recorder.record(hit, self.timeout)
+            # provisional: the writer re-applies the rules that need the recipient's history
+            ctx = ClickContext(None, 0, tuple(self._remember(rid, at, idx)))
+            self.recorder.submit(store_hits.Hit(rid, EventType.CLICKED, at, ip, ua,
+                                                classify_click(ua, ip, at, idx, ctx), idx))
         await send({"type": "http.response.start", "status": 302, "headers": [
-            (b"location", location(target.url).encode("ascii")), _NO_STORE, (b"referrer-policy", b"no-referrer"),
+            (b"location", location(url).encode("ascii")), _NO_STORE, (b"referrer-policy", b"no-referrer"),
             (b"content-length", b"0"),
         ]})
         await send({"type": "http.response.body", "body": b""})
 
-    def _lookup(self, rid: str, idx: int, since: float) -> store_hits.ClickTarget | None:
+    async def _legacy_target(self, token: str) -> tuple[str, int, str] | None:
+        """The stored URL of a ``RID-IDX-MAC`` token (mail sent before tokens carried URLs)."""
+        parsed = tokens.parse_click(self.secret, token)
+        if parsed is None:
+            return None
+        rid, idx = parsed
+        loop = asyncio.get_running_loop()
+        url = await asyncio.wait_for(loop.run_in_executor(None, self._lookup, rid, idx), timeout=5.0)
+        return None if url is None else (rid, idx, url)
+
+    def _lookup(self, rid: str, idx: int) -> str | None:
         with self.store.read() as conn:
-            return store_hits.click_target(conn, rid, idx, since)
+            return store_hits.link_url(conn, rid, idx)
 
     def _remember(self, rid: str, at: float, idx: int) -> list[tuple[float, int]]:
         """This process's recent clicks by the recipient (ones not yet committed included), pruned."""

@@ -1,30 +1,32 @@
-"""Group commit for hits: batched in each event loop, written by a separate writer process.
+"""Hits are answered at once and written afterwards: a sender thread feeds a separate writer process.
 
-A request adds its hit to its event loop's batch and awaits a future that resolves when the
-writer process acknowledges the transaction holding it (or reports a failure). The SQL runs in
-that process (see writer.py) so that it never competes with the event loop for the GIL. Each
-event loop that records hits (uvicorn's, TestClient's per-request portals) gets its own Unix
-socket connection to the writer (abstract address; the writer accepts only its parent's pid).
-A batch is sent per loop iteration while fewer than MAX_IN_FLIGHT are unacknowledged, else hits
-accumulate, so batches grow with the load; the writer merges what it has into one transaction.
-No process-wide GIL switch interval is needed any more.
+A request hands its hit to ``submit`` (a deque append; any thread, any event loop) and answers
+the reader without waiting: neither the pixel nor the redirect ever waits for a commit. One
+sender thread per process runs its own event loop with one :class:`Channel` to the writer process
+(Unix socket, abstract address; the writer accepts only its parent's pid), which commits batches
+with group commit and acknowledges each after its commit. The SQL runs in that process, so it
+never competes with the request loop for the GIL. The sender loop outlives any request loop, so a
+hit is resent to a restarted writer and never depends on the loop that took it.
 
-What can be lost: hits not yet handed to the writer when the HTTP process is killed, hits the
-writer holds when it is killed (SIGKILL, power loss), unless the same event loop is still
-running to resend them to a restarted writer; and hits that kept failing for ``retry_for``
-seconds because the store stayed down. A batch whose commit succeeded but whose acknowledgement
-was lost (writer killed in between) is written twice on resend.
+What can be lost: hits not yet committed when the whole HTTP process is killed (SIGKILL, power
+loss), and hits that kept failing for ``retry_for`` seconds because the store stayed down (counted
+in ``lost``). A batch whose commit succeeded but whose acknowledgement was lost (writer killed in
+between) is written twice on resend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
+import concurrent.futures
+import itertools
 import logging
 import multiprocessing
 import os
 import secrets
 import threading
+import time
 import weakref
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
@@ -38,12 +40,12 @@ from .channel import Channel
 log = logging.getLogger("mailtrack.tracking")
 
 MAX_BATCH = 1000
-IDLE_EXIT = 5.0  # the writer exits this long after its last client left (tests make many apps)
+IDLE_EXIT = 5.0  # the sender thread and the writer stop this long after the last hit (tests make many apps)
 START_TIMEOUT = 30.0
 
 
 class Recorder:
-    """Hands hits to the writer process; ``submit``/``record`` are called on an event loop."""
+    """Takes hits from request handlers and sees that the writer process commits them."""
 
     def __init__(self, store: Store, *, max_batch: int = MAX_BATCH, retry_for: float = 60.0,
                  idle_exit: float = IDLE_EXIT, url: str | None = None) -> None:
@@ -58,8 +60,16 @@ class Recorder:
         self._proc: BaseProcess | None = None
         self._control: Pipe | None = None
         self._address = ""
-        self._channels: dict[int, Channel] = {}
-        self._orphans: list[store_hits.Hit] = []
+        self._inbox: collections.deque[tuple[store_hits.Hit, concurrent.futures.Future[bool] | None]] = \
+            collections.deque()
+        self._kicked = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._channel: Channel | None = None
+        self._submitted = itertools.count(1)
+        self._last_submitted = 0
+        self._settled = 0
+        self._settled_cv = threading.Condition()
         self._lost_here = 0
         self.closed = False
         _live.add(self)
@@ -85,54 +95,102 @@ class Recorder:
         if self._lost_here % 10_000 == 0:
             log.error("hit writer backlog full: hits are being dropped")
         self._lost_here += n
+        self.settled(n)
 
-    # -- called from request handlers -----------------------------------------------------------
+    # -- called from request handlers (any thread) ----------------------------------------------
 
-    def submit(self, hit: store_hits.Hit, timeout: float | None = None) -> asyncio.Future[bool]:
-        """Queue a hit; the future resolves True once committed, False after about ``timeout`` s."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
-        self._channel(loop).add(hit, fut, timeout)
-        return fut
-
-    def submit_nowait(self, hit: store_hits.Hit) -> None:
-        """Queue a hit nobody waits for; outside an event loop it is written by ``close``."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            with self._lock:
-                self._orphans.append(hit)
+    def submit(self, hit: store_hits.Hit, done: concurrent.futures.Future[bool] | None = None) -> None:
+        """Queue a hit; ``done`` (if given) resolves True once committed. Never blocks on the store."""
+        if self.closed:
+            self._write_here([hit])
+            if done is not None:
+                done.set_result(True)
             return
-        self._channel(loop).add(hit, None)
+        self._last_submitted = next(self._submitted)
+        self._inbox.append((hit, done))
+        if not self._kicked:
+            self._kick()
 
     async def record(self, hit: store_hits.Hit, timeout: float) -> bool:
-        """Queue and wait for the commit; False (logged) when the store failed or was too slow."""
+        """Queue and wait for the commit (for callers that must know); False if not within ``timeout``."""
+        done: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        self.submit(hit, done)
         try:
-            return await self.submit(hit, timeout)
-        except Exception as e:  # the reader must never see the store's trouble
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), timeout)
+        except Exception as e:  # too slow, or the store failed: it stays queued
             log.warning("hit not recorded yet (%s)", e)
         return False
 
-    def _channel(self, loop: asyncio.AbstractEventLoop) -> Channel:
-        ch = self._channels.get(id(loop))
-        if ch is None or ch.loop is not loop:
-            # TestClient makes a loop per request: forget the closed ones
-            self._discard_closed()
-            ch = self._channels[id(loop)] = Channel(self, loop)
-        return ch
+    def flush(self, timeout: float) -> bool:
+        """Wait until every hit submitted so far is committed or given up; False on timeout."""
+        target = self._last_submitted
+        with self._settled_cv:
+            return self._settled_cv.wait_for(lambda: self._settled >= target, timeout)
 
-    def _discard_closed(self) -> None:
-        for key, ch in list(self._channels.items()):
-            if ch.loop.is_closed():
-                ch.discard()
-                del self._channels[key]
+    def settled(self, n: int) -> None:
+        """``n`` hits were committed or given up (called by the channel)."""
+        with self._settled_cv:
+            self._settled += n
+            self._settled_cv.notify_all()
+
+    def _kick(self) -> None:
+        with self._lock:
+            self._kicked = True
+            if self._loop is None:
+                self._start_sender()
+            loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._pull)
+
+    # -- the sender thread ----------------------------------------------------------------------
+
+    def _start_sender(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._channel = Channel(self, loop)
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, args=(loop, self._channel), name="mailtrack-hits-sender",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, loop: asyncio.AbstractEventLoop, channel: Channel) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(self._watch_idle, loop, channel, time.monotonic())
+        try:
+            loop.run_forever()
+        finally:
+            channel.discard()
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    def _pull(self) -> None:
+        """Sender loop: move queued hits into the channel."""
+        self._kicked = False
+        channel = self._channel
+        inbox = self._inbox
+        while inbox:
+            hit, done = inbox.popleft()
+            if channel is not None:
+                channel.add(hit, done)
+
+    def _watch_idle(self, loop: asyncio.AbstractEventLoop, channel: Channel, last: float) -> None:
+        now = time.monotonic()
+        if channel.busy() or self._inbox:
+            last = now
+        elif now - last > self.idle_exit and not self.closed:
+            with self._lock:
+                self._kicked = False  # first: a hit queued after the check below kicks a new sender
+                if not self._inbox:
+                    self._loop = self._channel = None
+                    loop.stop()
+                    return
+        loop.call_later(min(1.0, self.idle_exit / 2), self._watch_idle, loop, channel, last)
 
     # -- the writer process -----------------------------------------------------------------------
 
     def ensure_writer(self) -> str:
         """Start the writer process unless it runs; its socket address. Blocking: call off the loop."""
         with self._lock:
-            if self.closed:
+            if self.closed and self._channel is None:
                 raise RuntimeError("recorder closed")
             if self._proc is not None and self._proc.is_alive():
                 return self._address
@@ -175,19 +233,32 @@ class Recorder:
     # -- shutdown -------------------------------------------------------------------------------
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the writer (it makes one last attempt at what it holds) and write orphan hits here."""
+        """Hand everything queued to the writer and wait for it, stop both; write leftovers here."""
+        if self.closed:
+            return
+        self.flush(timeout)
         with self._lock:
             self.closed = True
-            self._stop_writer(timeout)
-            self._discard_closed()
-            orphans, self._orphans = self._orphans, []
-        if orphans:
-            try:
-                with self.store.write() as conn:
-                    self._counts[writer.COUNT_WRITTEN] += store_hits.record_hits(conn, orphans)
-            except Exception:
-                log.exception("writing %d hits at close failed; they are lost", len(orphans))
-                self._lost_here += len(orphans)
+            loop, thread, channel = self._loop, self._thread, self._channel
+            self._loop = self._channel = None
+            self._stop_writer(timeout)  # it makes one last attempt at what it holds
+        leftover: list[store_hits.Hit] = []
+        if loop is not None and thread is not None and channel is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            leftover = channel.unsent()
+        leftover += [hit for hit, _ in self._inbox]
+        self._inbox.clear()
+        if leftover:
+            self._write_here(leftover)
+
+    def _write_here(self, hits: list[store_hits.Hit]) -> None:
+        try:
+            with self.store.write() as conn:
+                self._counts[writer.COUNT_WRITTEN] += writer.commit_hits(conn, hits)
+        except Exception:
+            log.exception("writing %d hits at close failed; they are lost", len(hits))
+            self._lost_here += len(hits)
 
 
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()

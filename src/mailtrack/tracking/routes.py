@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.types import ASGIApp
 
-from ..api.deps import account_id, get_store
+from ..deps import account_id, get_store
 from ..store import hits as store_hits
 from ..store.db import Store
 from .fastpath import TrackingFastPath
@@ -29,7 +29,7 @@ def recipient_links(
 
 
 def mount(app: FastAPI) -> None:
-    """``app.state.tracking_recorder`` / ``tracking_timeout``, set before the first request, override the defaults."""
+    """``app.state.tracking_recorder``, set before the first request, overrides the default recorder."""
     app.include_router(router)
     build = app.build_middleware_stack
 
@@ -37,7 +37,6 @@ def mount(app: FastAPI) -> None:
         # outside every other middleware (sessions, error pages): a pixel hit needs none of them
         state = app.state
         fast = TrackingFastPath(build(), store=state.store, secret=state.config.secret_key,
-                                timeout=getattr(state, "tracking_timeout", 1.0),
                                 recorder=getattr(state, "tracking_recorder", None))
         app.state.tracking = fast
         return fast
@@ -46,7 +45,7 @@ def mount(app: FastAPI) -> None:
 
 
 def warm_up(app: FastAPI) -> None:
-    """Build the middleware stack and start the hit writer now, so the first reader doesn't wait for it.
+    """Build the middleware stack and start the hit writer now, so the first hits are written at once.
 
     Blocking (it starts a process): call it in a thread. Only for a server that will serve hits.
     """

@@ -25,8 +25,11 @@ from typing import Any, cast
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from .. import metrics
+from ..domain.status import EventType
 from ..store import hits as store_hits
 from ..store.db import Store, make_engine
+from .classify import BURST_WINDOW, ClickContext, HitClass, classify_click
 
 log = logging.getLogger("mailtrack.tracking")
 
@@ -133,7 +136,7 @@ class _Writer:
         hits = [h for _, _, batch in frames for h in batch]
         try:
             with self.store.write() as conn:
-                store_hits.record_hits(conn, hits, self.owners)
+                commit_hits(conn, hits, self.owners)
         except (OperationalError, DBAPIError) as e:
             now = time.monotonic()
             self.failing_since = self.failing_since or now
@@ -162,6 +165,9 @@ class _Writer:
             if code == OK:
                 n = sum(1 for h in batch if h[0] in owners)
                 self.counts[COUNT_WRITTEN] += n
+                for h in batch:
+                    if h[0] in owners:
+                        metrics.tracking_hit(h[1], h[5])
             elif code == DROPPED:
                 self.counts[COUNT_LOST] += n
             client.ack(bid, code, n)
@@ -172,6 +178,37 @@ class _Writer:
             frames, self.pending = self.pending, []
             self.failing_since = time.monotonic() - self.retry_for - 1  # no more retries
             self.write(frames)
+
+
+def refine_clicks(conn: Any, hits: list[store_hits.Hit]) -> list[store_hits.Hit]:
+    """Clicks classified with what the store knows (sent time, link count, recent clicks).
+
+    The redirect classifies by the request alone (no database read on its path); here, in the
+    writer's transaction, the scanner rules that need the recipient's history are applied.
+    """
+    clicks = [h for h in hits if h.type == EventType.CLICKED and h.cls != HitClass.SCANNER]
+    if not clicks:
+        return hits
+    ctx = store_hits.click_contexts(conn, [h.recipient_id for h in clicks],
+                                    min(h.at for h in clicks) - BURST_WINDOW)
+    seen: dict[str, list[tuple[float, int]]] = {}
+    out = []
+    for h in hits:
+        if h.type == EventType.CLICKED and h.recipient_id in ctx:
+            sent_at, count, recent = ctx[h.recipient_id]
+            mine = seen.setdefault(h.recipient_id, list(recent))
+            if h.cls != HitClass.SCANNER:
+                cls = classify_click(h.ua, h.ip, h.at, h.link if h.link is not None else -1,
+                                     ClickContext(sent_at, count, tuple(mine)))
+                h = h._replace(cls=str(cls))
+            mine.append((h.at, h.link if h.link is not None else -1))
+        out.append(h)
+    return out
+
+
+def commit_hits(conn: Any, hits: list[store_hits.Hit], owners: dict[str, tuple[str, int]] | None = None) -> int:
+    """Record a batch of hits in the caller's transaction, clicks classified with their history."""
+    return store_hits.record_hits(conn, refine_clicks(conn, hits), owners)
 
 
 async def _serve(address: str, parent_pid: int, store: Store, counts: Any, control: Pipe, *, retry_for: float,

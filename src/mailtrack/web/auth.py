@@ -1,11 +1,13 @@
-"""Web sign-in: argon2 password hashes, signed session cookies, CSRF tokens.
+"""Web sign-in: argon2 password hashes, server-side sessions, CSRF tokens, a bounded throttle.
 
-Sessions are a signed cookie (user id, e-mail, expiry, a random nonce and a fingerprint of the
-password hash), not a table: no schema change, nothing to clean up, and any number of API
-processes behind a load balancer accept the same cookie with only the shared secret key.
-Re-setting a user's password (``mailtrack user add`` again) changes the fingerprint, which
-ends every session of that user. The CSRF token is an HMAC of the session nonce, so it is
-per session and needs no storage either.
+A session is a row in ``web_sessions``; the cookie holds a random token and the table only its
+SHA-256, so a stolen database does not sign anyone in. Logout deletes the row, a new password
+(``mailtrack user add`` again) and ``mailtrack user remove`` delete all of the user's rows: the old
+cookie stops working at once, on every process sharing the database. The CSRF token is an HMAC
+of the session id, so it is per session and needs no storage.
+
+Failed sign-ins are throttled per (client address, account) and per client address: a stranger
+guessing one user's password, or spraying many addresses, slows only himself.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,10 @@ SESSION_COOKIE = "mt_session"
 PRELOGIN_COOKIE = "mt_pre"  # nonce that ties the sign-in form's CSRF token to this browser
 SESSION_SECONDS = 12 * 3600
 CSRF_FIELD = "csrf"
+MAX_COOKIE = 100  # a session token is 43 characters
+MAX_EMAIL = 320  # RFC 5321 path limit
+MAX_PASSWORD = 1024
+MAX_LOGIN_BODY = 16 * 1024  # the sign-in form, with room to spare
 
 _hasher = PasswordHasher()
 # Verifying against this when the user does not exist keeps the timing of both failures alike.
@@ -60,51 +66,33 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def mac(secret: str, purpose: str, message: str) -> str:
     key = hashlib.sha256(f"mailtrack-web:{purpose}:{secret}".encode()).digest()
     return _b64(hmac.new(key, message.encode(), hashlib.sha256).digest()[:24])
 
 
-def _fingerprint(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+def make_session(store: Store, user: dict[str, Any]) -> str:
+    """A new server-side session for ``user``; the value for the cookie."""
+    with store.write() as conn:
+        return accounts.create_session(conn, int(user["id"]), SESSION_SECONDS)
 
 
-def make_session(secret: str, user: dict[str, Any], now: float | None = None) -> str:
-    payload = {"u": user["id"], "e": user["email"], "x": int((now or time.time()) + SESSION_SECONDS),
-               "n": secrets.token_urlsafe(12), "p": _fingerprint(user["password_hash"])}
-    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
-    return f"{body}.{mac(secret, 'session', body)}"
-
-
-def _read_cookie(secret: str, value: str, now: float) -> dict[str, Any] | None:
-    body, dot, sig = value.partition(".")
-    if not dot or not hmac.compare_digest(sig, mac(secret, "session", body)):
-        return None
-    try:
-        payload = json.loads(_unb64(body))
-    except ValueError:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("x"), int) or payload["x"] < now:
-        return None
-    return payload
+def end_session(store: Store, value: str | None) -> None:
+    if value and len(value) <= MAX_COOKIE:
+        with store.write() as conn:
+            accounts.end_session(conn, value)
 
 
 def user_from_cookie(secret: str, store: Store, value: str | None) -> WebUser | None:
-    """The signed-in user, or None for a missing, forged, expired or outdated session."""
-    if not value:
-        return None
-    payload = _read_cookie(secret, value, time.time())
-    if payload is None:
+    """The signed-in user, or None for a missing, unknown, expired or ended session."""
+    if not value or len(value) > MAX_COOKIE:
         return None
     with store.read() as conn:
-        row = accounts.find_user(conn, str(payload.get("e", "")))
-    if row is None or row["id"] != payload.get("u") or _fingerprint(row["password_hash"]) != payload.get("p"):
+        found = accounts.session_user(conn, value)
+    if found is None:
         return None
-    return WebUser(row["id"], row["account_id"], row["email"], str(payload["n"]))
+    row, sid = found
+    return WebUser(row["id"], row["account_id"], row["email"], sid)
 
 
 def csrf_token(secret: str, nonce: str) -> str:
@@ -119,28 +107,57 @@ def check_csrf(secret: str, nonce: str | None, submitted: object) -> None:
 
 
 class Throttle:
-    """At most ``limit`` failed sign-ins per address in ``window`` seconds (per process)."""
+    """Failed sign-ins per (client address, account) and per client address, in a bounded table.
 
-    def __init__(self, limit: int = 10, window: float = 300.0) -> None:
+    At most ``limit`` failures for one address from one client, and ``per_ip`` failures from one
+    client over all addresses, in ``window`` seconds. Entries expire after the window and the
+    table never holds more than ``max_entries`` keys (the oldest go first). Per process.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 300.0, per_ip: int = 20, max_entries: int = 10_000) -> None:
         self.limit = limit
         self.window = window
-        self._fails: dict[str, list[float]] = {}
+        self.per_ip = per_ip
+        self.max_entries = max_entries
+        self._fails: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def blocked(self, email: str) -> bool:
-        with self._lock:
-            cutoff = time.time() - self.window
-            recent = [t for t in self._fails.get(email, []) if t > cutoff]
-            self._fails[email] = recent
-            return len(recent) >= self.limit
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        times = [t for t in self._fails.get(key, ()) if t > now - self.window]
+        if times:
+            self._fails[key] = times
+        else:
+            self._fails.pop(key, None)
+        return times
 
-    def failed(self, email: str) -> None:
+    def blocked(self, ip: str, email: str) -> str | None:
+        """Why this attempt is refused without checking the password, or None."""
         with self._lock:
-            self._fails.setdefault(email, []).append(time.time())
+            now = time.time()
+            if len(self._recent((ip, ""), now)) >= self.per_ip:
+                return "Too many failed attempts from your network. Wait a few minutes and try again."
+            if len(self._recent((ip, email), now)) >= self.limit:
+                return "Too many failed attempts for this address. Wait a few minutes and try again."
+            return None
 
-    def succeeded(self, email: str) -> None:
+    def failed(self, ip: str, email: str) -> None:
         with self._lock:
-            self._fails.pop(email, None)
+            now = time.time()
+            for key, keep in (((ip, email), self.limit), ((ip, ""), self.per_ip)):
+                times = self._recent(key, now)
+                self._fails[key] = [*times[-(keep - 1):], now] if keep > 1 else [now]
+                self._fails.move_to_end(key)
+            # oldest first (each failure moves its keys to the end): drop the expired, then the excess
+            while self._fails and (len(self._fails) > self.max_entries
+                                   or next(iter(self._fails.values()))[-1] <= now - self.window):
+                self._fails.popitem(last=False)
+
+    def succeeded(self, ip: str, email: str) -> None:
+        with self._lock:
+            self._fails.pop((ip, email), None)
+
+    def __len__(self) -> int:
+        return len(self._fails)
 
 
 def authenticate(store: Store, email: str, password: str) -> dict[str, Any] | None:

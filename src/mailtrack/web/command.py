@@ -1,4 +1,4 @@
-"""`mailtrack user add` and `mailtrack demo`."""
+"""`mailtrack user add | remove` and `mailtrack demo`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def user() -> None:
 @click.pass_context
 def user_add(ctx: click.Context, account: str, email: str, password: str | None) -> None:
     """Add a user, or set a new password for an existing one (which signs them out everywhere)."""
-    from ..cli import _config, _store
+    from ..clictx import cli_config, cli_store
     from ..domain.addresses import AddressError, parse_address
     from ..store import accounts
     from .auth import hash_password
@@ -33,7 +33,7 @@ def user_add(ctx: click.Context, account: str, email: str, password: str | None)
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(password) < 8:
         raise click.BadParameter("use at least 8 characters", param_hint="--password")
-    store = _store(_config(ctx))
+    store = cli_store(cli_config(ctx))
     try:
         with store.write() as conn:
             acct = accounts.get_or_create_account(conn, account)
@@ -42,6 +42,25 @@ def user_add(ctx: click.Context, account: str, email: str, password: str | None)
     finally:
         store.dispose()
     click.echo(f"{'updated' if existed else 'added'} user {addr.lower()} in account {account!r}")
+
+
+@user.command("remove")
+@click.option("--email", required=True, help="Sign-in email address.")
+@click.pass_context
+def user_remove(ctx: click.Context, email: str) -> None:
+    """Remove a user; every session of theirs ends at once."""
+    from ..clictx import cli_config, cli_store
+    from ..store import accounts
+
+    store = cli_store(cli_config(ctx))
+    try:
+        with store.write() as conn:
+            removed = accounts.remove_user(conn, email)
+    finally:
+        store.dispose()
+    if not removed:
+        raise click.ClickException(f"no user {email.strip().lower()!r}")
+    click.echo(f"removed user {email.strip().lower()} and ended their sessions")
 
 
 @click.command("demo")
@@ -65,7 +84,7 @@ def demo(ctx: click.Context, http: str | None, db: str | None, sim_port: int, du
     import signal
     import sys
 
-    from ..cli import _config
+    from ..clictx import cli_config
     from ..config import parse_hostport
     from .demo import PortBusy, claim_port
 
@@ -73,7 +92,7 @@ def demo(ctx: click.Context, http: str | None, db: str | None, sim_port: int, du
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    config = _config(ctx)
+    config = cli_config(ctx)
     try:
         host, port = parse_hostport(http) if http else config.http
     except ValueError as e:

@@ -10,8 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ..api.deps import account_id
-from ..store import accounts
+from ..deps import account_id
 from ..store import web as web_q
 from ..store.db import Store
 from .auth import SESSION_COOKIE, WebUser, mac, user_from_cookie
@@ -55,11 +54,14 @@ def embed_notes(reference: str, request: Request, key: str | None = None, token:
                 store: Store = Depends(web_store)) -> Response:
     secret = request.app.state.web_secret
     account: int | None = None
+    if key is not None:
+        # a key in a URL ends up in access logs and Referer headers: refuse it, whether valid or not
+        return page(request, "error.html", status_code=401, title="API key in a URL",
+                    message="An API key is never accepted in a URL. Embed the notes with the ?token= "
+                            "from GET /api/v1/notes/{reference} (it shows that one reference only), "
+                            "and revoke the key you used here: `mailtrack apikey revoke KEY`.")
     if token:
         account = _token_account(secret, token, reference)
-    elif key:
-        with store.read() as conn:
-            account = accounts.account_for_key(conn, key)
     else:
         user = user_from_cookie(secret, store, request.cookies.get(SESSION_COOKIE))
         account = user.account_id if user else None

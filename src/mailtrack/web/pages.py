@@ -16,6 +16,9 @@ from ..store.db import Store
 from . import timeline, zones
 from .auth import (
     CSRF_FIELD,
+    MAX_EMAIL,
+    MAX_LOGIN_BODY,
+    MAX_PASSWORD,
     PRELOGIN_COOKIE,
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -24,6 +27,7 @@ from .auth import (
     authenticate,
     check_csrf,
     csrf_token,
+    end_session,
     make_session,
 )
 from .deps import checked_form, current_user, local_path, web_store
@@ -53,8 +57,16 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
 
 @router.post("/login", response_model=None)
 async def login(request: Request, store: Store = Depends(web_store)) -> Response:
-    form = await request.form()
     nonce = request.cookies.get(PRELOGIN_COOKIE)
+    length = request.headers.get("content-length", "")
+    if not (length.isascii() and length.isdigit()) or int(length) > MAX_LOGIN_BODY:
+        # refused before the form is read: an oversize field costs neither memory nor a hash
+        known = length.isascii() and length.isdigit()
+        refusal = ("The sign-in form is too large: check the email address and password." if known
+                 else "The sign-in form must be sent with its length (Content-Length).")
+        return page(request, "login.html", status_code=413 if known else 411,
+                    csrf=csrf_token(request.app.state.web_secret, nonce or ""), next="/emails", error=refusal, email="")
+    form = await request.form()
     if not nonce:
         raise CsrfError("the sign-in form's security cookie is missing; enable cookies and reload the page")
     check_csrf(request.app.state.web_secret, nonce, form.get(CSRF_FIELD))
@@ -62,30 +74,36 @@ async def login(request: Request, store: Store = Depends(web_store)) -> Response
     password = str(form.get("password") or "")
     nxt = local_path(str(form.get("next") or ""))
     throttle = request.app.state.web_throttle
+    ip = request.client.host if request.client else "?"
     error = None
     user = None
-    if throttle.blocked(email):
-        error = "Too many failed attempts for this address. Wait a few minutes and try again."
+    if len(email) > MAX_EMAIL or len(password) > MAX_PASSWORD:
+        error = (f"The email address (at most {MAX_EMAIL} characters) or the password "
+                 f"(at most {MAX_PASSWORD}) is too long.")
+        email = ""
     elif not email or not password:
         error = "Enter your email address and password."
+    elif (refused := throttle.blocked(ip, email)) is not None:
+        error = refused
     else:
         user = authenticate(store, email, password)
         if user is None:
-            throttle.failed(email)
+            throttle.failed(ip, email)
             error = "Wrong email address or password."
     if user is None:
         return page(request, "login.html", status_code=200, csrf=csrf_token(request.app.state.web_secret, nonce),
                     next=nxt, error=error, email=email)
-    throttle.succeeded(email)
+    throttle.succeeded(ip, email)
     resp = RedirectResponse(nxt, status_code=303)
-    resp.set_cookie(SESSION_COOKIE, make_session(request.app.state.web_secret, user), max_age=SESSION_SECONDS,
+    resp.set_cookie(SESSION_COOKIE, make_session(store, user), max_age=SESSION_SECONDS,
                     httponly=True, samesite="lax", secure=_secure(request))
     resp.delete_cookie(PRELOGIN_COOKIE)
     return resp
 
 
 @router.post("/logout", response_model=None)
-def logout(_form: object = Depends(checked_form)) -> RedirectResponse:
+def logout(request: Request, _form: object = Depends(checked_form), store: Store = Depends(web_store)) -> Response:
+    end_session(store, request.cookies.get(SESSION_COOKIE))  # the cookie is worthless from now on, everywhere
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE)
     return resp
@@ -189,6 +207,9 @@ def email_page(email_id: str, request: Request, user: WebUser = Depends(current_
                                                    {r["address"].lower() for r in email["recipients"]})
     except MailtrackError as e:
         return page(request, "error.html", status_code=e.status_code, title="Email not found", message=e.message)
+    from ..domains import policy
+
+    auth = policy.authentication(email["from"], policy.CACHE.get(store, user.account_id))
     all_steps = timeline.steps(email["timeline"])
     return page(request, "email.html", email=email, steps=all_steps, steps_by=timeline.by_recipient(all_steps),
-                listed=listed)
+                listed=listed, auth=auth)

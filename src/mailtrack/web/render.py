@@ -158,7 +158,7 @@ def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTM
 # --- security headers ------------------------------------------------------------------------
 
 WEB_PREFIXES = ("/login", "/logout", "/emails", "/tasks", "/embed", "/settings", "/suppressions", "/static",
-                "/dashboard", "/live")
+                "/sending-domains", "/webhooks", "/dashboard", "/live")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]

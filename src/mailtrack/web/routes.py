@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import actions, admin, dashboard, errors, live, message, notes, pages
+from . import actions, admin, dashboard, domains, errors, live, message, notes, pages, webhooks_page
 from .auth import CsrfError, LoginRequired, Throttle
 from .render import HERE, SecurityHeaders, page
 
@@ -36,6 +36,8 @@ def mount(app: FastAPI) -> None:
     app.include_router(admin.router)
     app.include_router(notes.router)
     app.include_router(notes.api_router)
+    app.include_router(webhooks_page.router)
+    app.include_router(domains.router)
 
 
 async def _login_required(request: Request, _exc: Exception) -> Response:

@@ -14,10 +14,13 @@ from mailtrack.bounces.detectors import (
     exim,
     fallback,
     gmail,
+    interscan,
+    mailinglist,
     postfix,
     qmail,
     sendmail,
     ses,
+    unsubscribe,
 )
 from mailtrack.bounces.message import Returned
 from mailtrack.bounces.model import Report
@@ -28,7 +31,8 @@ Detector = Callable[[Returned], Report | None]
 DETECTORS: tuple[tuple[str, Detector], ...] = tuple(
     (module.NAME, module.detect)
     for module in (
-        arf, dsn, ses, exim, qmail, sendmail, postfix, gmail, exchange, domino, dragonfly, autoreply,
+        arf, unsubscribe, dsn, ses, exim, qmail, sendmail, postfix, gmail, exchange, domino, dragonfly, interscan,
+        mailinglist, autoreply,
         fallback,
     )
 )  # fmt: skip

@@ -11,6 +11,9 @@ from mailtrack.bounces.model import RecipientResult, Report
 
 NAME = "arf"
 
+# Feedback types that ask to stop mailing (the ARF drafts' "opt-out"), not "this is spam".
+OPT_OUT = frozenset({"opt-out", "opt-out-list", "unsubscribe"})
+
 
 def _fields(part: Message) -> list[tuple[str, str]]:
     """All "Name: value" pairs of a message/feedback-report part, repeated names kept."""
@@ -49,13 +52,15 @@ def _complaint(msg: Returned, fields: list[tuple[str, str]], feedback_type: str 
                 break
     shown = ("feedback-type", "auth-failure", "source-ip", "user-agent")
     diagnostic = "; ".join(f"{k}: {v}" for k, v in fields if k in shown)[:500]
-    named: list[str | None] = list(addresses) or [None]
+    # A report naming nobody yields no recipient (correlation then rests on the VERP / Message-ID).
+    opt_out = (feedback_type or "") in OPT_OUT
     recipients = [
-        RecipientResult(address=a, status=None, reason="feedback", hard=False, diagnostic=diagnostic,
-                        action="complained")
-        for a in named
+        RecipientResult(address=a, status=None, reason="unsubscribe" if opt_out else "feedback", hard=False,
+                        diagnostic=diagnostic, action="unsubscribed" if opt_out else "complained",
+                        evidence={"recipient": "ARF Original-Rcpt-To / Removal-Recipient or the original's To"})
+        for a in addresses
     ]  # fmt: skip
-    return Report(kind="complaint", recipients=recipients, feedback_type=feedback_type)
+    return Report(kind="unsubscribe" if opt_out else "complaint", recipients=recipients, feedback_type=feedback_type)
 
 
 def detect(msg: Returned) -> Report | None:

@@ -13,6 +13,9 @@ _SUBJECT_PREFIXES = (
     "autoresponse", "out of office", "out of the office", "away from", "away until", "on vacation",
     "vacation", "abwesenheit", "réponse automatique", "reponse automatique", "respuesta automática",
     "risposta automatica", "automatisch antwoord", "automatische antwort", "自動応答", "不在",
+    "abwesenheitsnotiz", "nicht im büro", "außer haus", "absence", "absent du bureau", "hors du bureau",
+    "fuera de la oficina", "ausente", "resposta automática", "resposta automatica", "fora do escritório",
+    "автоответ", "автоматический ответ", "自动回复", "自動回覆", "自動返信", "自動回信",
 )  # fmt: skip
 _BOUNCE_WORDS = ("undeliver", "failure", "failed", "returned", "delivery status", "not delivered", "rejected")
 

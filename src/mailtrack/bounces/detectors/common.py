@@ -28,6 +28,10 @@ _FAILURE_SUBJECTS = (
     "not delivered", "nondeliverable", "non-deliverable", "non remis", "unzustellbar", "no entregado",
     "rejected", "bounce", "delivery problem", "could not be delivered", "error", "delayed", "warning",
     "mail system", "undelivered", "delivery notification", "failure notice", "unable to deliver",
+    # de, fr, es, pt, ru, zh, ja
+    "nicht zugestellt", "unzustellbar", "non distribuable", "échec de la remise", "no se pudo entregar",
+    "devuelto", "falha na entrega", "não entregue", "nao entregue", "не доставлено", "недоставлен",
+    "退信", "投递失败", "发送失败", "無法投遞", "未送達", "配信エラー", "配信失敗", "送信エラー", "不達",
 )  # fmt: skip
 _DAEMON_WORDS = (
     "mailer-daemon", "postmaster", "post_master", "mail delivery", "mail-daemon", "maildaemon", "mailerdaemon",
@@ -104,7 +108,7 @@ _ACTION: dict[str, str] = {"bounce": "failed", "delay": "delayed", "delivered": 
 _LEAD = re.compile(
     r"(?i)^[ \t]*(?:>>>[ \t]*|\*[ \t]*|-[ \t]+|\d{1,3}[.)][ \t]*|rcpt to:[ \t]*|"
     r"(?:original|recipient|final)[ -]?(?:address|recipient)?[ \t]*:[ \t]*)?[\"<(]?"
-    r"([^\s<>\"()@,;:]{1,64}@[A-Za-z0-9._-]{1,255})"
+    r"(\"[^\"\n<>]{1,62}\"@[A-Za-z0-9._-]{1,255}|[^\s<>\"()@,;:]{1,64}@[A-Za-z0-9._-]{1,255})"
 )
 _SEPARATOR = re.compile(r"^\s*(?:[-=*_]{5,}|-{2,}\s.{0,60}\s-{2,})\s*$")
 _REPLY = re.compile(r"(?<![\d.])[45]\d\d[ -]|(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])")
@@ -129,7 +133,7 @@ def address_blocks(
     leads: list[tuple[int, str]] = []
     for index in range(start, stop):
         address = lead_address(lines[index])
-        if address:
+        if address and not (leads and _continues(lines, leads[-1], index, address)):
             leads.append((index, address))
     blocks: list[tuple[str, str]] = []
     for number, (index, address) in enumerate(leads):
@@ -142,6 +146,22 @@ def address_blocks(
             body.append(line)
         blocks.append((address, "\n".join(body).strip()))
     return blocks
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _continues(lines: list[str], lead: tuple[int, str], index: int, address: str) -> bool:
+    """An address-led line inside the current block's reply, not a new recipient.
+
+    Exim folds "SMTP error from remote mail server after RCPT TO:" and puts "<a@b>: 550 ..." on
+    the next, deeper-indented line; a repeat of the block's own address is never a new block.
+    """
+    if address.lower() == lead[1].lower() and index - lead[0] < 20:
+        return True
+    previous = lines[index - 1].rstrip() if index > lead[0] else ""
+    return _indent(lines[index]) > _indent(lines[lead[0]]) and previous.endswith(":") and index - lead[0] < 20
 
 
 def reply_line(block: str) -> str:

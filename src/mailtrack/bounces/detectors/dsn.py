@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from email.message import Message
 
-from mailtrack.bounces.addresses import clean_address, is_system_address
-from mailtrack.bounces.message import MAX_RECIPIENTS, Returned, part_text
+from mailtrack.bounces.addresses import clean_address, find_addresses, is_system_address
+from mailtrack.bounces.detectors.common import candidate, failed_recipients_header, own_addresses
+from mailtrack.bounces.message import MAX_RECIPIENTS, Returned, decode_bytes, part_text
 from mailtrack.bounces.model import Kind, RecipientResult, Report
 from mailtrack.bounces.results import result, status_of, text_near, tidy
 
@@ -51,36 +52,45 @@ def parse_fields(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-def _blocks_of(part: Message) -> list[dict[str, str]]:
+def _blocks_of(part: Message, charsets: tuple[str, ...] = ()) -> list[dict[str, str]]:
     payload = part.get_payload()
     if isinstance(payload, list):
         text = "\n\n".join(
-            "\n".join(f"{k}: {_header_text(v)}" for k, v in sub.items()) for sub in payload if isinstance(sub, Message)
+            "\n".join(f"{k}: {field_text(v, charsets)}" for k, v in sub.raw_items())
+            for sub in payload
+            if isinstance(sub, Message)
         )
         return parse_fields(text)
-    return parse_fields(part_text(part))
+    return parse_fields(part_text(part, lambda: charsets))
 
 
-def _header_text(value: object) -> str:
+def field_text(value: object, charsets: tuple[str, ...] = ()) -> str:
+    """A DSN field as text: 8-bit bytes (UTF-8, or a charset the message declares) and JIS decoded."""
     text = str(value)
-    if "\x1b$" in text:  # raw ISO-2022-JP in a field
-        try:
-            return text.encode("latin-1").decode("iso-2022-jp")
-        except (UnicodeError, LookupError):
-            return text
-    return text
+    if text.isascii() and "\x1b" not in text:
+        return text
+    return decode_bytes(text.encode("ascii", "surrogateescape") if not text.isascii() else text.encode(), charsets)
 
 
 def _is_recipient_block(block: dict[str, str]) -> bool:
     return any(name in block for name in _RECIPIENT_FIELDS) and ("action" in block or "status" in block)
 
 
+def usable(address: str | None) -> bool:
+    """An address with a local part and a dotted domain (not a file path, not a bare local part)."""
+    if not address or "@" not in address:
+        return False
+    local, _, domain = address.rpartition("@")
+    return bool(local) and "." in domain and "@" not in local.strip('"')
+
+
 def _address(block: dict[str, str]) -> str | None:
-    final = clean_address(block.get("final-recipient"))
-    original = clean_address(block.get("original-recipient"))
-    if final and "@" in final and "." in final.rsplit("@", 1)[1]:
-        return final
-    return original or final or clean_address(block.get("x-actual-recipient"))
+    """Final-Recipient when usable, else Original-Recipient, else X-Actual-Recipient, else what there is."""
+    named = [clean_address(block.get(f)) for f in ("final-recipient", "original-recipient", "x-actual-recipient")]
+    for address in named:
+        if usable(address):
+            return address
+    return named[1] or named[0] or named[2]
 
 
 def _kind(block: dict[str, str], status: str | None) -> Kind:
@@ -114,6 +124,7 @@ def recipients_from_blocks(blocks: list[dict[str, str]], context: str, subject: 
         if kind == "bounce" and delay_hint and "action" not in block and (status or "").startswith("4"):
             kind = "delay"
         near = text_near(context, address) if address else ""
+        field = next((f"{n.title()}: {block[n]}" for n in _RECIPIENT_FIELDS if n in block), "")
         results.append(
             result(
                 address,
@@ -127,6 +138,7 @@ def recipients_from_blocks(blocks: list[dict[str, str]], context: str, subject: 
                 remote_mta=_mta(block.get("remote-mta", "")),
             )
         )
+        results[-1].evidence["recipient"] = f"DSN field {field[:200]}"
     return results
 
 
@@ -154,12 +166,12 @@ def overall(results: list[RecipientResult]) -> tuple[Kind, list[RecipientResult]
 def detect(msg: Returned) -> Report | None:
     blocks: list[dict[str, str]] = []
     for part in msg.parts_of("message/delivery-status", "message/global-delivery-status"):
-        blocks.extend(_blocks_of(part))
+        blocks.extend(_blocks_of(part, msg.charsets))
     if not any(_is_recipient_block(b) for b in blocks) and "delivery-status" in msg.searchable_lower:
         # A bounce forwarded as an attachment still reports on our message.
         for part in msg.nested_parts:
             if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
-                blocks.extend(_blocks_of(part))
+                blocks.extend(_blocks_of(part, msg.charsets))
     if not any(_is_recipient_block(b) for b in blocks):
         # Some MTAs put the DSN fields into a text part instead.
         for part in msg.text_parts:
@@ -168,7 +180,49 @@ def detect(msg: Returned) -> Report | None:
                 blocks.extend(parse_fields(text))
     results = recipients_from_blocks(blocks, msg.report_text, msg.subject)
     results = [r for r in results if not (r.address and is_system_address(r.address) and len(results) > 1)]
+    _repair_addresses(msg, results)
     if not results:
         return None
     kind, chosen = overall(results)
     return Report(kind=kind, recipients=chosen)
+
+
+# "<a@b>... Host unknown" or "<a@b>: 550 ..." in the human-readable part or a transcript.
+_TRANSCRIPT_ADDRESS = re.compile(r'<("[^"\n<>]{1,62}"@[\w.-]{1,255}|[^\s<>@"]{1,64}@[\w.-]{1,255})>(?:\.\.\.|:)')
+
+
+def fallback_addresses(msg: Returned) -> list[str]:
+    """Where a DSN's recipient field is unusable: X-Failed-Recipients, the transcript, the original's To."""
+    own = own_addresses(msg)
+    listed = [a for a in failed_recipients_header(msg) if candidate(a, own)]
+    if listed:
+        return listed
+    seen: list[str] = []
+    for match in _TRANSCRIPT_ADDRESS.finditer(msg.report_text[:65536]):
+        address = match.group(1)
+        if usable(address) and candidate(address, own) and address.lower() not in (s.lower() for s in seen):
+            seen.append(address)
+    if seen:
+        return seen
+    return [a for a in find_addresses(msg.original_header("To")) if candidate(a, own)]
+
+
+def _repair_addresses(msg: Returned, results: list[RecipientResult]) -> None:
+    """Give recipients whose DSN field names no usable address one from the fallbacks (in order)."""
+    broken = [r for r in results if not usable(r.address)]
+    if not broken:
+        return
+    known = {(r.address or "").lower() for r in results if usable(r.address)}
+    spare = [a for a in fallback_addresses(msg) if a.lower() not in known]
+    for recipient, address in zip(broken, spare, strict=False):
+        field = recipient.evidence.get("recipient", "the DSN recipient field")
+        recipient.evidence["recipient"] = f"{field} is unusable; {address} taken from {_source(msg, address)}"
+        recipient.address = address
+
+
+def _source(msg: Returned, address: str) -> str:
+    if address.lower() in (a.lower() for a in failed_recipients_header(msg)):
+        return "X-Failed-Recipients"
+    if address.lower() in msg.report_text.lower():
+        return "the report text / transcript"
+    return "the original message's To"

@@ -16,7 +16,9 @@ MARKERS: tuple[str, ...] = (
     "unable to deliver", "couldn't be delivered", "failed to deliver", "was not delivered",
     "delivery to the following", "user unknown", "unknown user", "no such user", "not be delivered",
     "has not yet been delivered", "delivery problems", "not reach", "error occurred", "rejected",
-    "送信に失敗しました", "配信できません", "届きませんでした",
+    "送信に失敗しました", "配信できません", "届きませんでした", "配信に失敗", "konnte nicht zugestellt werden",
+    "n'a pas pu être remis", "no se pudo entregar", "não pôde ser entregue", "nao pode ser entregue",
+    "не может быть доставлено", "не удалось доставить", "无法投递", "無法投遞", "投递失败",
 )  # fmt: skip
 
 
@@ -45,7 +47,7 @@ def _scan(lines: list[str], start: int, own: set[str]) -> list[tuple[str | None,
     found: list[tuple[str | None, str]] = []
     for index in range(start, len(lines)):
         line = lines[index]
-        if QUOTED_HEADER.match(line):
+        if "@" not in line or QUOTED_HEADER.match(line):
             continue
         if len(found) >= MAX_RECIPIENTS:
             break

@@ -18,7 +18,8 @@ _LIST_MARKERS = (
 )  # fmt: skip
 _TRANSCRIPT = "transcript of session follows"
 # Sendmail's own verdict line in a transcript: "550 5.1.1 <a@b>... User unknown".
-_VERDICT = re.compile(r"^\s*([45]\d\d)[ -](?:[45]\.\d{1,3}\.\d{1,3}[ \t]+)?<?([^\s<>]{1,320})>?\.\.\.[ \t]*(.*)")
+# The code is left out when sendmail reports its own verdict: "<a@b>... Host unknown (Name server: ...)".
+_VERDICT = re.compile(r"^\s*(?:([45]\d\d)[ -](?:[45]\.\d{1,3}\.\d{1,3}[ \t]+)?)?<?([^\s<>]{1,320})>?\.\.\.[ \t]*(.*)")
 
 
 def _transcript(lines: list[str], start: int) -> list[tuple[str | None, str]]:

@@ -10,6 +10,17 @@ from mailtrack.bounces.model import RecipientResult, Report
 from mailtrack.bounces.results import result
 
 NAME = "ses"
+
+# SES's own summary of a bounce, used only when the remote server's reply (diagnosticCode) is missing:
+# the innermost reply decides whenever there is one.
+_SUBTYPES = {
+    "noemail": "550 5.1.1 mailbox does not exist (SES NoEmail)",
+    "suppressed": "550 5.1.1 address on the SES suppression list: recent history of bouncing as an invalid address",
+    "mailboxfull": "552 5.2.2 mailbox full (SES MailboxFull)",
+    "messagetoolarge": "552 5.3.4 message too large (SES MessageTooLarge)",
+    "contentrejected": "550 5.6.0 content rejected (SES ContentRejected)",
+    "attachmentrejected": "550 5.6.0 content rejected: attachment (SES AttachmentRejected)",
+}
 _MAX_JSON = 256 * 1024
 
 
@@ -57,7 +68,7 @@ def detect(msg: Returned) -> Report | None:
         recipients = [
             result(
                 str(item["emailAddress"]),
-                str(item.get("diagnosticCode") or bounce.get("bounceSubType") or ""),
+                str(item.get("diagnosticCode") or _summary(bounce)),
                 status=str(item["status"]) if item.get("status") else None,
                 kind="delay" if temporary else "bounce",
                 action=str(item.get("action") or ("delayed" if temporary else "failed")),
@@ -65,6 +76,14 @@ def detect(msg: Returned) -> Report | None:
             for item in _addresses(bounce.get("bouncedRecipients"))
         ]
         return Report(kind="delay" if temporary else "bounce", recipients=recipients) if recipients else None
+    if kind == "deliverydelay":
+        delay = data.get("deliveryDelay") or {}
+        recipients = [
+            result(str(i["emailAddress"]), str(i.get("diagnosticCode") or delay.get("delayType") or ""),
+                   status=str(i["status"]) if i.get("status") else None, kind="delay", action="delayed")
+            for i in _addresses(delay.get("delayedRecipients"))
+        ]  # fmt: skip
+        return Report(kind="delay", recipients=recipients) if recipients else None
     if kind == "complaint":
         complaint = data.get("complaint") or {}
         feedback = str(complaint.get("complaintFeedbackType") or "abuse")
@@ -82,3 +101,8 @@ def detect(msg: Returned) -> Report | None:
         ]
         return Report(kind="delivered", recipients=recipients)
     return None
+
+
+def _summary(bounce: dict[str, Any]) -> str:
+    subtype = str(bounce.get("bounceSubType") or "")
+    return _SUBTYPES.get(subtype.lower(), subtype)

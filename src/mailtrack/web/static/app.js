@@ -136,7 +136,21 @@
     });
   }
 
+  function copyButtons() {
+    document.querySelectorAll("button[data-copy]").forEach(function (btn) {
+      btn.addEventListener("click", function () {
+        var field = document.getElementById(btn.dataset.copy);
+        if (!field) { return; }
+        field.select();
+        var done = function () { btn.textContent = "Copied"; };
+        if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () {}); }
+        else { document.execCommand("copy"); done(); }
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    copyButtons();
     var live = document.getElementById("live");
     var raw = live ? live.innerHTML : "";
     followBrowserZone();

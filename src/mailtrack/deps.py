@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..config import Config
-from ..errors import AuthError
-from ..store import accounts
-from ..store.db import Store
+from .config import Config
+from .errors import AuthError
+from .store import accounts
+from .store.db import Store
+
+log = logging.getLogger("mailtrack.api")
 
 MAX_OFFSET = 10_000_000
 """Paging deeper than this is refused with 422 (and would overflow SQLite's 64-bit integers at 2**63)."""
@@ -46,9 +50,12 @@ async def account_id(
 
 
 class _KeyCache:
-    """Key → account for KEY_TTL seconds, so authentication costs no query on the hot path."""
+    """Key → account for at most TTL seconds (never past the key's expiry), so authentication costs no
+    query on the hot path. A key revoked by another process therefore answers 401 within TTL seconds;
+    one revoked through this process's API at once (``clear``)."""
 
     TTL = 30.0
+    TOUCH_EVERY = 60.0  # last_used_at is written at most this often per key and process
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,16 +66,35 @@ class _KeyCache:
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def get(self, store: Store, key: str) -> int | None:
-        now = time.monotonic()
+        mono, wall = time.monotonic(), time.time()
         slot = (id(store), accounts.hash_key(key))
         with store.read() as conn:
-            found = accounts.account_for_key(conn, key)
-        if found is not None:  # unknown keys are never cached: a new key works at once
+            found = accounts.key_info(conn, key)
+        if found is None:  # unknown keys are never cached: a new key works at once
             with self._lock:
-                if len(self._entries) > 10_000:
-                    self._entries.clear()
-                self._entries[slot] = (now + self.TTL, found)
-        return found
+                self._entries.pop(slot, None)
+            return None
+        if found["last_used_at"] is None or found["last_used_at"] < wall - self.TOUCH_EVERY:
+            try:
+                with store.write() as conn:
+                    accounts.touch_key(conn, found["id"], wall)
+            except SQLAlchemyError:  # "last used" is a courtesy: never refuse a request over it
+                log.warning("could not record the last use of API key %s", found["id"], exc_info=True)
+        ttl = self.TTL if found["expires_at"] is None else min(self.TTL, found["expires_at"] - wall)
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[slot] = (mono + ttl, int(found["account_id"]))
+        return int(found["account_id"])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 _KEY_CACHE = _KeyCache()
+
+
+def forget_cached_keys() -> None:
+    """After a revocation: this process asks the database again for every key."""
+    _KEY_CACHE.clear()

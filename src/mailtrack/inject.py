@@ -15,9 +15,10 @@ from __future__ import annotations
 import html as _html
 import re
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .. import tokens
+from . import tokens
 
 MAX_LINKS = 2000  # tokens allow 6 digits; a bigger message is surely not a business email
 
@@ -117,24 +118,40 @@ def pixel_tag(public_url: str, token: str) -> str:
             f'style="{PIXEL_STYLE}">')
 
 
-def personalize_html(
-    html: str,
-    *,
-    email_id: str,
-    recipient_id: str,
-    public_url: str,
-    secret: str,
-    exclude_domains: Collection[str] = (),
-) -> str:
-    """One recipient's HTML: trackable links → ``PUBLIC_URL/c/TOKEN``, pixel before ``</body>``.
+@dataclass(frozen=True)
+class TrackedHtml:
+    """One email's HTML cut at its per-recipient tokens: ``parts[0] tok parts[1] tok … parts[-1]``.
 
-    ``email_id`` is accepted so callers name the message; link indices come from the HTML itself,
-    which is the same HTML ``extract_links`` saw at submission.
+    ``slots[i]`` says which token goes between ``parts[i]`` and ``parts[i+1]``: a link index, or
+    ``PIXEL`` for the open pixel; ``urls[i]`` is that link's target, carried (signed) in its click
+    token. Everything else (URL prefixes, quotes, the pixel tag) is in the parts, so a recipient
+    costs one HMAC per token and a join.
     """
-    del email_id  # tokens name the recipient; the recipient row names the email
+
+    parts: tuple[str, ...]
+    slots: tuple[int, ...]
+    urls: tuple[str, ...]
+
+    def tokens(self, secret: str, recipient_id: str) -> list[str]:
+        return [tokens.open_token(secret, recipient_id) if s == PIXEL
+                else tokens.click_url_token(secret, recipient_id, s, url)
+                for s, url in zip(self.slots, self.urls, strict=True)]
+
+    def render(self, secret: str, recipient_id: str) -> str:
+        out = [self.parts[0]]
+        for tok, part in zip(self.tokens(secret, recipient_id), self.parts[1:], strict=True):
+            out += (tok, part)
+        return "".join(out)
+
+
+PIXEL = -1
+
+
+def split_html(html: str, *, public_url: str, exclude_domains: Collection[str] = ()) -> TrackedHtml:
+    """Rewrite ``html`` once for tracking, leaving a slot wherever a recipient's token goes."""
     base = public_url.rstrip("/")
     domains = tuple(d.strip().lower().lstrip(".") for d in exclude_domains if d.strip())
-    edits: list[tuple[int, int, str]] = []
+    edits: list[tuple[int, int, str, int, str, str]] = []  # (start, end, before token, slot, after, URL)
     idx = 0
     body_at = -1
     for m in _TOKENS.finditer(html):
@@ -148,23 +165,45 @@ def personalize_html(
         found = _trackable(tag)
         if found is None:
             continue
-        _url, host, vstart, vend = found
+        url, host, vstart, vend = found
         i = idx
         idx += 1
         if domains and _excluded(host, domains):
             continue
-        new_url = f"{base}/c/{tokens.click_token(secret, recipient_id, i)}"
-        quoted = tag[vstart - 1] in "\"'"
-        edits.append((m.start() + vstart, m.start() + vend, new_url if quoted else f'"{new_url}"'))
-    pixel = pixel_tag(base, tokens.open_token(secret, recipient_id))
+        q = "" if tag[vstart - 1] in "\"'" else '"'
+        edits.append((m.start() + vstart, m.start() + vend, f"{q}{base}/c/", i, q, url))
     at = body_at if body_at >= 0 else len(html)
-    edits.append((at, at, pixel))
+    before, after = pixel_tag(base, "\0").split("\0")
+    edits.append((at, at, before, PIXEL, after, ""))
     edits.sort(key=lambda e: e[0])
     parts: list[str] = []
+    slots: list[int] = []
+    urls: list[str] = []
     pos = 0
-    for start, end, text in edits:
-        parts.append(html[pos:start])
-        parts.append(text)
+    pending = ""
+    for start, end, pre, slot, post, url in edits:
+        parts.append(pending + html[pos:start] + pre)
+        slots.append(slot)
+        urls.append(url)
+        pending = post
         pos = end
-    parts.append(html[pos:])
-    return "".join(parts)
+    parts.append(pending + html[pos:])
+    return TrackedHtml(tuple(parts), tuple(slots), tuple(urls))
+
+
+def personalize_html(
+    html: str,
+    *,
+    email_id: str,
+    recipient_id: str,
+    public_url: str,
+    secret: str,
+    exclude_domains: Collection[str] = (),
+) -> str:
+    """One recipient's HTML: trackable links → ``PUBLIC_URL/c/TOKEN/URL``, pixel before ``</body>``.
+
+    ``email_id`` is accepted so callers name the message; link indices come from the HTML itself,
+    which is the same HTML ``extract_links`` saw at submission.
+    """
+    del email_id  # tokens name the recipient; the recipient row names the email
+    return split_html(html, public_url=public_url, exclude_domains=exclude_domains).render(secret, recipient_id)

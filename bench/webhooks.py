@@ -1,0 +1,230 @@
+"""Webhook benchmark: events/s from the outbox to a local receiver that verifies every signature.
+
+The receiver is a separate process (uvicorn + a bare ASGI app) that checks each POST's Standard
+Webhooks signature with hmac and counts the events. Baseline, measured in the same run: the
+receiver's own capacity, measured with wrk (Debian `wrk`, C, keep-alive, 50 connections) POSTing a
+signed event — what the receiver can take at all. Then the dispatcher (in this process, on a fresh
+SQLite file or PostgreSQL schema) sends N single events, and then N batch events (arrays of 100).
+Targets on a 2-core machine: single ≥ 0.5× the receiver's capacity; batch ≥ 20,000 events/s.
+
+usage: python bench/webhooks.py [--engines sqlite,postgresql] [--single 3000] [--batch 20000]
+Bounded: every phase stops after --max-seconds (default 60).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+from _common import database, free_port
+
+# -- the receiver (run as `python bench/webhooks.py --receiver PORT SECRET...`) ----------------------
+
+
+def receiver_main(port: int, secrets_: list[str]) -> None:
+    import uvicorn
+
+    keys = [base64.b64decode(s.removeprefix("whsec_")) for s in secrets_]
+    count = {"events": 0, "bad": 0}
+
+    def ok(headers: dict[bytes, bytes], body: bytes) -> bool:
+        msg = headers[b"webhook-id"] + b"." + headers[b"webhook-timestamp"] + b"." + body
+        sigs = headers[b"webhook-signature"].split()
+        for k in keys:
+            want = b"v1," + base64.b64encode(hmac.new(k, msg, hashlib.sha256).digest())
+            if any(hmac.compare_digest(want, s) for s in sigs):
+                return True
+        return False
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            m = await receive()
+            body += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        if scope["method"] == "GET":
+            out = json.dumps(count).encode()
+            if scope["path"] == "/reset":
+                count.update(events=0, bad=0)
+        else:
+            headers = dict(scope["headers"])
+            if ok(headers, body):
+                n = body.count(b'"sequence"')  # one per event, in a batch too
+                count["events"] += n
+                out, code = b"{}", 200
+            else:
+                count["bad"] += 1
+                out, code = b"bad signature", 400
+            await send({"type": "http.response.start", "status": code,
+                        "headers": [(b"content-length", str(len(out)).encode())]})
+            await send({"type": "http.response.body", "body": out})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http="httptools",
+                loop="uvloop" if _has_uvloop() else "asyncio")
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _get(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return dict(json.loads(r.read()))
+
+
+def start_receiver(secrets_: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), *secrets_])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            _get(url + "/count")
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the receiver did not start")
+
+
+def wrk_capacity(url: str, secret: str, seconds: int) -> float:
+    """Signed POSTs/s the receiver answers, by wrk with keep-alive (the same signature check each time)."""
+    from mailtrack.webhooks import payload, signing
+
+    body = json.dumps(payload.sample(1), separators=(",", ":"))
+    ts = int(time.time())
+    hdrs = signing.headers([secret], "msg_bench", ts, body)
+    lua = "wrk.method = 'POST'\nwrk.body = " + json.dumps(body) + "\n" + "".join(
+        f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in
+        {**hdrs, "content-type": "application/json"}.items())
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua)
+    try:
+        out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", "-s", f.name, url + "/hook"],
+                             capture_output=True, text=True, timeout=seconds + 30).stdout
+    finally:
+        os.unlink(f.name)
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise SystemExit(f"wrk gave no figure:\n{out}")
+    return float(m.group(1))
+
+
+# -- the dispatcher side ---------------------------------------------------------------------------------
+
+
+def fill(store: Any, n: int) -> None:
+    """n recipients submitted through the core: n 'spooled' outbox rows."""
+    from mailtrack.store import accounts, submit
+    from mailtrack.store.submit import NewEmail, NewRecipient
+
+    with store.write() as conn:
+        acct = accounts.get_or_create_account(conn, "bench")
+    per = 50
+    for start in range(0, n, 2000):
+        batch = [NewEmail("billing@acme.example", [NewRecipient("", f"c{start + e * per + j}@example.com", "to")
+                                                    for j in range(per)], f"Invoice {start + e}", text="hi")
+                 for e in range(min(2000, n - start) // per)]
+        with store.write() as conn:
+            submit.submit(conn, acct, batch)
+
+
+async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float) -> tuple[int, float]:
+    from mailtrack.webhooks.dispatcher import Dispatcher
+
+    _get(rurl + "/reset")
+    d = Dispatcher(config, store, poll=0.05)
+    t0 = time.perf_counter()
+    task = asyncio.create_task(d.run())
+    got = 0
+    try:
+        while time.perf_counter() - t0 < max_s:
+            await asyncio.sleep(0.1)
+            got = (await asyncio.to_thread(_get, rurl + "/count"))["events"]
+            if got >= n:
+                break
+        took = time.perf_counter() - t0
+    finally:
+        await d.stop()
+        await asyncio.wait_for(task, 60)
+    return got, took
+
+
+def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float) -> dict[str, float]:
+    from mailtrack.config import load_config
+    from mailtrack.store import accounts
+    from mailtrack.store import webhooks as wh
+    from mailtrack.store.db import open_store
+
+    with database(engine) as url:
+        config = load_config(env={"MAILTRACK_DATABASE_URL": url, "MAILTRACK_SECRET_KEY": "bench",
+                                  "MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "true"})
+        store = open_store(url)
+        with store.write() as conn:
+            acct = accounts.get_or_create_account(conn, "bench")
+            ep_single, s1 = wh.create_endpoint(conn, acct, "http://placeholder/", ["spooled"], now=time.time())
+        proc, rurl = start_receiver([s1])
+        try:
+            cap = wrk_capacity(rurl, s1, wrk_s)
+            with store.write() as conn:
+                wh.update_endpoint(conn, acct, ep_single["id"], time.time(), url=rurl + "/hook")
+            fill(store, single)
+            got1, t1 = asyncio.run(dispatch(config, store, rurl, single, max_s))
+            with store.write() as conn:  # the batch phase: only the batch endpoint wants events now
+                wh.update_endpoint(conn, acct, ep_single["id"], time.time(), url=rurl + "/hook", batch=True)
+            fill(store, batch)
+            got2, t2 = asyncio.run(dispatch(config, store, rurl, batch, max_s))
+            bad = _get(rurl + "/count")["bad"]
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            store.dispose()
+    single_rate, batch_rate = got1 / t1, got2 / t2
+    print(f"[{engine}] receiver capacity (wrk, keep-alive, 50 conns): {cap:,.0f} POST/s")
+    print(f"[{engine}] single events: {got1}/{single} in {t1:.1f}s = {single_rate:,.0f} events/s "
+          f"= {single_rate / cap:.2f}x the receiver's capacity (target >= 0.5x)")
+    print(f"[{engine}] batch events:  {got2}/{batch} in {t2:.1f}s = {batch_rate:,.0f} events/s "
+          f"(target >= 20,000/s); bad signatures: {bad}")
+    return {"capacity": cap, "single": single_rate, "batch": batch_rate}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--engines", default="sqlite")
+    ap.add_argument("--single", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=20000)
+    ap.add_argument("--wrk-seconds", type=int, default=5)
+    ap.add_argument("--max-seconds", type=float, default=60)
+    a = ap.parse_args()
+    for engine in a.engines.split(","):
+        run_engine(engine, a.single, a.batch, a.wrk_seconds, a.max_seconds)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--receiver":
+        receiver_main(int(sys.argv[2]), sys.argv[3:])
+    else:
+        main()

@@ -1,0 +1,1 @@
+"""Operations: health, metrics, queue control, retention, backup, logs."""

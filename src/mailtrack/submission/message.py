@@ -1,0 +1,196 @@
+"""A submitted message → store.NewEmail: recipient kinds from the headers, metadata from X-Mailtrack-* headers.
+
+    envelope recipient in To   → to
+    envelope recipient in Cc   → cc       (To wins when an address is in both)
+    envelope recipient in none → bcc      (the Bcc header itself is dropped at compose)
+
+The message itself is kept whole (as a hidden ``SUBMITTED_MIME`` part, see ``mime.py``); the text and
+HTML bodies are copied out only for the views and for the click-tracking link table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import compat32
+from email.utils import getaddresses
+
+from ..domain.addresses import AddressError, check_header_value, format_address, parse_address
+from ..store.submit import NewEmail, NewRecipient
+from .mime import SUBMITTED_FILENAME, SUBMITTED_MIME
+
+SOURCE_TYPES = ("task_sheet", "invoice", "purchase_order", "event_message")
+MAX_METADATA = 50
+_BARE = re.compile(rb"\r?\n|\r")
+# a '.' line next to a bare LF or CR: what SMTP smuggling uses to end DATA early at a laxer server
+_SMUGGLE = re.compile(rb"(?:(?<!\r)\n|\r(?!\n))\.(?:\r?\n|\r)|\r\n\.(?:\n|\r(?!\n))")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_METADATA_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_KNOWN = ("x-mailtrack-source-type", "x-mailtrack-source-reference", "x-mailtrack-source-event",
+          "x-mailtrack-client", "x-mailtrack-tracking")
+_ON = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+
+
+class Refused(Exception):
+    """The message cannot be accepted; ``reply`` is the SMTP reply that says why."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+def _bad(header: str, why: str) -> Refused:
+    return Refused(f"554 5.6.0 {header}: {why}")
+
+
+def _decoded(value: str) -> str:
+    """A raw header value unfolded, with RFC 2047 encoded-words decoded (left as they are when broken)."""
+    value = _FOLD.sub("", value).strip()
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return value
+
+
+def _one(msg: Message, name: str) -> str | None:
+    values = msg.get_all(name) or []
+    if len(values) > 1:
+        raise _bad(name, "given more than once")
+    if not values:
+        return None
+    value = _decoded(str(values[0]))
+    try:
+        check_header_value(value, name)
+    except AddressError as e:
+        raise _bad(name, str(e)) from e
+    return value
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, normalised address) for each address in the header(s) ``name``."""
+    out = []
+    for dn, addr in getaddresses([_FOLD.sub("", str(v)) for v in msg.get_all(name) or []]):
+        if not addr:
+            continue
+        try:
+            out.append(parse_address(format_address(_decoded(dn), addr), name))
+        except AddressError as e:
+            raise _bad(name, str(e)) from e
+    return out
+
+
+def _metadata(msg: Message) -> dict[str, object]:
+    meta: dict[str, str] = {}
+    out: dict[str, object] = {"metadata": meta}
+    for name in {k.lower() for k in msg if k.lower().startswith("x-mailtrack-")}:
+        shown = next(k for k in msg if k.lower() == name)
+        value = _one(msg, shown) or ""
+        if name.startswith("x-mailtrack-metadata-"):
+            key = shown[len("x-mailtrack-metadata-"):]
+            if not _METADATA_NAME.fullmatch(key) or len(value) > 1000:
+                raise _bad(shown, "metadata names are letters, digits, '_', '.', '-' (≤ 100); values ≤ 1000")
+            meta[key] = value
+        elif name == "x-mailtrack-source-type":
+            if value not in SOURCE_TYPES:
+                raise _bad(shown, f"{value!r} is not one of {', '.join(SOURCE_TYPES)}")
+            out["source_type"] = value
+        elif name == "x-mailtrack-source-reference":
+            if not value or len(value) > 200:
+                raise _bad(shown, "give 1 to 200 characters")
+            out["source_reference"] = value
+        elif name == "x-mailtrack-source-event":
+            if not value or len(value) > 64:
+                raise _bad(shown, "give 1 to 64 characters")
+            out["source_event"] = value
+        elif name == "x-mailtrack-client":
+            if not value or len(value) > 200:
+                raise _bad(shown, "give the client's id or external reference")
+            out["client"] = value
+        elif name == "x-mailtrack-tracking":
+            if value.lower() not in _ON:
+                raise _bad(shown, f"{value!r} is not on or off")
+            out["tracking"] = _ON[value.lower()]
+        else:
+            known = ", ".join(k.title() for k in _KNOWN)
+            raise _bad(shown, f"unknown mailtrack header (known: {known}, X-Mailtrack-Metadata-NAME)")
+    if len(meta) > MAX_METADATA:
+        raise _bad("X-Mailtrack-Metadata-*", f"at most {MAX_METADATA} metadata headers")
+    return out
+
+
+def _leaves(part: Message) -> Iterator[Message]:
+    """Leaf parts in document order, not descending into attached messages (their bodies are not ours)."""
+    if part.get_content_maintype() == "multipart" and isinstance(part.get_payload(), list):
+        for sub in part.get_payload():
+            if isinstance(sub, Message):
+                yield from _leaves(sub)
+    elif not part.is_multipart():
+        yield part
+
+
+def _bodies(msg: Message) -> tuple[str | None, str | None]:
+    """The first inline text/plain and text/html parts (in the order ``mime.html_span`` walks them)."""
+    # an attached message/rfc822 is a leaf here, as it is for html_span
+    text = html = None
+    for part in _leaves(msg):
+        if part.get_content_disposition() == "attachment":
+            continue
+        ctype = part.get_content_type()
+        if ctype not in ("text/plain", "text/html") or (text if ctype == "text/plain" else html) is not None:
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        try:
+            content = data.decode(part.get_content_charset() or "us-ascii")
+        except (LookupError, UnicodeError):  # a wrong or unknown charset: show what can be shown
+            content = data.decode("utf-8", "replace")
+        if ctype == "text/plain":
+            text = content
+        else:
+            html = content
+    return text, html
+
+
+def to_new_email(raw: bytes, rcpt_tos: Sequence[str]) -> NewEmail:
+    """Build the API's NewEmail from a submitted message; raises Refused with the reply naming the problem."""
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:  # the regexes cost ~1 ms per 4 KB: only when needed
+        if _SMUGGLE.search(raw):
+            raise Refused("554 5.6.0 a '.' line next to a bare LF or CR (SMTP smuggling) is refused; "
+                          "end lines with CRLF")
+        raw = _BARE.sub(b"\r\n", raw)  # other bare LFs (legacy clients) become CRLF, as Postfix normalises them
+    msg = BytesParser(policy=compat32).parsebytes(raw)  # compat32: several times cheaper than policy.default
+    senders = _addresses(msg, "From")
+    if len(senders) != 1:
+        raise _bad("From", "the message needs exactly one From address")
+    for name in ("Subject", "Reply-To", "To", "Cc", "Date", "Message-ID"):
+        _one(msg, name)
+    visible = {"to": _addresses(msg, "To"), "cc": _addresses(msg, "Cc")}
+    kind_of: dict[str, tuple[str, str]] = {}  # address → (kind, display name)
+    for kind in ("cc", "to"):  # To wins over Cc
+        kind_of.update({addr.lower(): (kind, name) for name, addr in visible[kind]})
+    recipients, seen = [], set()
+    for rcpt in rcpt_tos:
+        if rcpt.lower() in seen:
+            continue
+        seen.add(rcpt.lower())
+        kind, name = kind_of.get(rcpt.lower(), ("bcc", ""))
+        recipients.append(NewRecipient(name, rcpt, kind))
+    reply_to = _addresses(msg, "Reply-To")
+    text, html = _bodies(msg)
+    meta = _metadata(msg)
+    return NewEmail(
+        from_addr=format_address(*senders[0]), recipients=recipients,
+        subject=" ".join((_one(msg, "Subject") or "").split()),
+        text=text, html=html, reply_to=format_address(*reply_to[0]) if reply_to else None,
+        to_header=", ".join(format_address(*a) for a in visible["to"]),
+        cc_header=", ".join(format_address(*a) for a in visible["cc"]),
+        attachments=[(SUBMITTED_FILENAME, SUBMITTED_MIME, raw)], size=len(raw),
+        **meta,  # type: ignore[arg-type]
+    )

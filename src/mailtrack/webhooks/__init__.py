@@ -1,0 +1,1 @@
+"""Webhooks: signed POSTs of every event in the outbox, at least once (see dispatcher.py)."""

@@ -1,0 +1,197 @@
+"""The webhook dispatcher: outbox → deliveries → signed POSTs, at least once.
+
+Each cycle is one write transaction: record the attempts that finished since the last cycle, fan new
+outbox rows out to the endpoints that want them, and claim due deliveries under a lease (SKIP LOCKED
+on PostgreSQL, so several processes share the work and no delivery is held by two at once). Claimed
+deliveries go to a queue per endpoint, drained by at most WEBHOOK_CONCURRENCY POSTs at a time
+(batch endpoints take up to 100 events per POST). A delivery is done on 2xx; anything else is
+retried with backoff until WEBHOOK_MAX_AGE. A process killed mid-way loses nothing: its claimed
+deliveries come back when their lease runs out (POSTs in flight may then arrive twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import random
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Config
+from ..store import webhooks as wh
+from ..store.db import Store
+from . import payload, retry, sender
+
+log = logging.getLogger("mailtrack.webhooks")
+
+BATCH_SIZE = 100
+MAX_QUEUED = 2000  # claimed but not yet sent, all endpoints together
+POLL = 0.25
+GATHER = 0.02
+
+
+@dataclass
+class _Queue:
+    """One endpoint's claimed deliveries and the POSTs draining them."""
+
+    endpoint: dict[str, Any]
+    items: deque[tuple[wh.Claimed, dict[str, Any]]] = field(default_factory=deque)
+    active: int = 0
+
+
+class Dispatcher:
+    def __init__(self, config: Config, store: Store, *, owner: str | None = None, poll: float = POLL) -> None:
+        self.config = config
+        self.store = store
+        self.owner = owner or f"wh-{os.getpid()}-{secrets.token_hex(3)}"
+        self.poll = poll
+        # held deliveries are renewed every lease/3, so a short lease is safe and a dead process's
+        # deliveries come back soon
+        self.lease = 3 * config.webhook_timeout + 5.0
+        self._renewed = time.monotonic()
+        self._queues: dict[str, _Queue] = {}
+        self._finished: list[wh.Attempt] = []
+        self._retry_at: dict[int, float | None] = {}
+        self._created: dict[int, tuple[int, float]] = {}  # delivery id → (attempts so far, created at)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+        self.sent = 0  # POSTs answered 2xx (for benches and tests)
+
+    def wake_threadsafe(self) -> None:
+        """Called from other threads when new events were written."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def queued(self) -> int:
+        return sum(len(q.items) + q.active for q in self._queues.values())
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        async with sender.client(self.config.webhook_timeout) as http:
+            self._http = http
+            while not self._stopping:
+                attempts, retry_at = self._take_finished()
+                held = list(self._created) if time.monotonic() - self._renewed > self.lease / 3 else []
+                try:
+                    claimed, eps, rows, fanned = await asyncio.to_thread(self._cycle_sync, attempts, retry_at, held)
+                except Exception:  # the store may be away for a while: keep trying, never die
+                    log.exception("webhook dispatcher cycle failed; retrying")
+                    self._finished[:0] = attempts
+                    self._retry_at.update(retry_at)
+                    await asyncio.sleep(1.0)
+                    continue
+                if claimed:
+                    self._enqueue(claimed, eps, rows)
+                if not (fanned or claimed):
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll)
+                    # let answers gather: one transaction records many, not one per POST
+                    await asyncio.sleep(GATHER)
+            await self._drain()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def _drain(self) -> None:
+        """On stop: give POSTs in flight a moment, record them, hand back what was never sent."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        unsent = [c.id for q in self._queues.values() for c, _ in q.items]
+        for q in self._queues.values():
+            q.items.clear()
+        attempts, retry_at = self._take_finished()
+        with self.store.write() as conn:
+            wh.record_attempts(conn, attempts, self.owner, retry_at, self.config.webhook_max_age)
+            wh.release(conn, self.owner, unsent, time.time())
+
+    def _take_finished(self) -> tuple[list[wh.Attempt], dict[int, float | None]]:
+        attempts, self._finished = self._finished, []
+        retry_at, self._retry_at = self._retry_at, {}
+        return attempts, retry_at
+
+    def _cycle_sync(self, attempts: list[wh.Attempt], retry_at: dict[int, float | None], held: list[int]) -> tuple[
+            list[wh.Claimed], dict[str, dict[str, Any]], dict[int, dict[str, Any]], int]:
+        """One transaction: record finished attempts, renew held leases, fan out, claim."""
+        now = time.time()
+        room = MAX_QUEUED - self.queued()
+        with self.store.write() as conn:
+            wh.record_attempts(conn, attempts, self.owner, retry_at, self.config.webhook_max_age)
+            if held:
+                wh.extend(conn, self.owner, held, now + self.lease)
+                self._renewed = time.monotonic()
+            fanned = wh.fan_out(conn, now)
+            claimed = wh.claim(conn, self.owner, now, self.lease, room) if room > 0 else []
+            eps = wh.endpoints_by_id(conn, {c.endpoint_id for c in claimed}) if claimed else {}
+            rows = wh.outbox_rows(conn, [c.outbox_id for c in claimed]) if claimed else {}
+        return claimed, eps, rows, fanned
+
+    def _enqueue(self, claimed: list[wh.Claimed], eps: dict[str, dict[str, Any]],
+                 rows: dict[int, dict[str, Any]]) -> None:
+        for c in claimed:
+            row = rows.get(c.outbox_id)
+            if row is None:  # the email was deleted: nothing left to say
+                self._finished.append(wh.Attempt(c.endpoint_id, [c.id], time.time(), None, 0, None,
+                                                 "the event no longer exists"))
+                self._retry_at[c.id] = None
+                continue
+            q = self._queues.get(c.endpoint_id)
+            if q is None:
+                q = self._queues[c.endpoint_id] = _Queue(eps[c.endpoint_id])
+            q.endpoint = eps[c.endpoint_id]
+            self._created[c.id] = (c.attempts, c.created_at)
+            q.items.append((c, payload.build(row)))
+        for eid, q in self._queues.items():
+            want = min(self.config.webhook_concurrency, len(q.items)) - q.active
+            for _ in range(max(want, 0)):
+                q.active += 1
+                t = asyncio.create_task(self._drain_queue(eid, q))
+                self._tasks.add(t)
+                t.add_done_callback(self._tasks.discard)
+
+    async def _drain_queue(self, eid: str, q: _Queue) -> None:
+        try:
+            while q.items and not self._stopping:
+                n = BATCH_SIZE if q.endpoint["batch"] else 1
+                take = [q.items.popleft() for _ in range(min(n, len(q.items)))]
+                ids = [c.id for c, _ in take]
+                if q.endpoint["batch"]:
+                    body: Any = [p for _, p in take]
+                    msg_id = f"msg_{ids[0]}_{len(ids)}"
+                else:
+                    body = take[0][1]
+                    msg_id = body["id"]
+                now = time.time()
+                attempt = await sender.post(self._http, q.endpoint, wh.signing_secrets(q.endpoint, now), msg_id,
+                                            body, ids, self.config.webhook_allow_private)
+                self._settle(attempt)
+        finally:
+            q.active -= 1
+            if not q.items and q.active == 0:
+                self._queues.pop(eid, None)
+
+    def _settle(self, a: wh.Attempt) -> None:
+        a = dataclasses.replace(a, waiting_since=min(
+            (self._created[d][1] for d in a.delivery_ids if d in self._created), default=a.at))
+        if a.ok:
+            self.sent += len(a.delivery_ids)
+        else:
+            log.info("webhook POST to %s failed: %s", a.endpoint_id, a.error or a.status_code)
+            for d in a.delivery_ids:
+                attempts, created = self._created.get(d, (0, a.at))
+                self._retry_at[d] = retry.next_attempt(attempts + 1, created, time.time(),
+                                                       self.config.webhook_max_age,
+                                                       self.config.webhook_retry_schedule, self._rng)
+        for d in a.delivery_ids:
+            self._created.pop(d, None)
+        self._finished.append(a)
+        self._wake.set()

@@ -1,0 +1,24 @@
+"""Standard Webhooks signatures: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``.
+
+The signature is ``v1,`` + base64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}")); during a secret
+rotation the header carries one signature per secret, separated by spaces, as the spec allows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from standardwebhooks.webhooks import Webhook
+
+
+@lru_cache(maxsize=1024)
+def _signer(secret: str) -> Webhook:
+    return Webhook(secret)
+
+
+def headers(secrets: list[str], msg_id: str, timestamp: int, body: str) -> dict[str, str]:
+    """The three headers that let a receiver check the POST came from us, unchanged and recently."""
+    at = datetime.fromtimestamp(timestamp, UTC)
+    sig = " ".join(_signer(s).sign(msg_id, at, body) for s in secrets)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": sig}
