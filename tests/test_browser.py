@@ -273,7 +273,7 @@ def _every_page(live: Live, pg: Any) -> list[str]:
     message = pg.locator("tr[data-recipient='hard-bounce@example.test'] a[href$='/message']").get_attribute("href")
     return ["/emails", "/emails?q=example.test", f"/emails/{live.email_id}", "/tasks/T-7", "/settings",
             "/suppressions", embed, "/no-such-page", "/emails?status=nope", message, "/dashboard",
-            "/dashboard?range=30d"]
+            "/dashboard?range=30d", "/webhooks", "/sending-domains"]
 
 
 def test_phone_width_nothing_scrolls_sideways(browser: Any, live: Live) -> None:
