@@ -3,6 +3,7 @@ as SVG charts drawn here (no script, no CDN) and as tables with the same numbers
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from .render import SOURCE_TYPES, page
 router = APIRouter(include_in_schema=False)
 GMAIL_COMPLAINT_LIMIT = 0.3  # per cent: above it Gmail rejects or junks a bulk sender's mail
 RANGES = {"24h": ("Last 24 hours", 3600.0, 24), "30d": ("Last 30 days", 86400.0, 30)}
-W, H, PAD_L, PAD_B, PAD_T = 640, 200, 44, 24, 10
+W, H, PAD_L, PAD_B, PAD_T = 640, 200, 52, 24, 10
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,13 @@ class Series:
 
 
 def _ticks(top: float) -> list[float]:
+    """0 and up to four round steps (1, 2 or 5 × a power of ten) covering ``top``."""
     if top <= 0:
         return [0.0, 1.0]
-    step = top / 4
-    return [round(step * i, 3) for i in range(5)]
+    raw = top / 4
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return [round(step * i, 6) for i in range(math.ceil(top / step) + 1)]
 
 
 def chart(title: str, series: list[Series], labels: list[str], *, unit: str = "",

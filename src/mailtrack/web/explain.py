@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..domain.reasons import classify_status, find_enhanced
@@ -136,6 +137,7 @@ def explain(r: Mapping[str, Any]) -> Explained | None:
     return Explained(code, summary, nxt, text)
 
 
+@lru_cache(maxsize=4096)  # lists repeat the same few replies; classifying one is ~300 substring checks
 def reason_code(text: str) -> str:
     """The vocabulary code of a stored reason text ("gave up after 5 attempts: …" is ``expired``)."""
     if text.startswith("gave up after"):
