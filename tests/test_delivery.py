@@ -22,6 +22,7 @@ from mailtrack.store import queries, suppressions
 from mailtrack.store.db import Store
 from mailtrack.store.schema import recipients
 from tests.conftest import Api, email_body, make_config
+from tests.helpers.worker import run_until
 
 SIM = "sim.mailtrack.test"
 FAST = {"retry_schedule": "0.2s", "max_queue_age": "1.5s", "smtp_timeout": "2s", "delivery_lease": "3s"}
@@ -33,20 +34,6 @@ def sim_config(tmp_path: Path, port: int, **over: Any) -> Config:
 
 def a(local: str) -> str:
     return f"{local}@{SIM}"
-
-
-async def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Run the worker until ``done()`` holds (checked off the loop), then stop it."""
-    task = asyncio.create_task(worker.run())
-    try:
-        deadline = time.monotonic() + timeout
-        while not await asyncio.to_thread(done):
-            assert not task.done(), f"worker ended early: {task.exception() if task.done() else ''}"
-            assert time.monotonic() < deadline, "delivery did not finish in time"
-            await asyncio.sleep(0.05)
-    finally:
-        await worker.stop()
-        await asyncio.wait_for(task, 15)
 
 
 def all_final(store: Store) -> Callable[[], bool]:

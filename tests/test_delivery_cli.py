@@ -12,7 +12,8 @@ from mailtrack.cli import main
 from mailtrack.delivery.worker import Worker
 from mailtrack.simulator import Simulator
 from mailtrack.store.db import open_store
-from tests.test_delivery import a, all_final, run_until, sim_config
+from tests.helpers.worker import run_until
+from tests.test_delivery import a, all_final, sim_config
 
 
 def env_for(tmp_path: Path, port: int = 1) -> dict[str, str]:

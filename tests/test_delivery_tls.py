@@ -16,7 +16,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from mailtrack.delivery.worker import Worker
 from mailtrack.store.db import Store
 from tests.conftest import Api, email_body, make_config
-from tests.test_delivery import FAST, all_final, by_address, run_until
+from tests.helpers.worker import run_until
+from tests.test_delivery import FAST, all_final, by_address
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
