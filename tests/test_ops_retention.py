@@ -15,7 +15,7 @@ from mailtrack.cli import main
 from mailtrack.ops.retention import DailyPurge
 from mailtrack.store import queries, retention, transitions
 from mailtrack.store.db import Store, open_store
-from mailtrack.store.schema import attachments, emails, events, links, recipients
+from mailtrack.store.schema import attachments, emails, events, links, recipients, webhook_outbox
 from tests.conftest import Api, email_body, make_config
 
 DAY = 86400.0
@@ -69,7 +69,7 @@ def test_purge_keeps_statistics_and_queued_mail(any_store: Store, tmp_path: Path
     with any_store.read() as conn:
         left = set(conn.execute(select(emails.c.id)).scalars())
         orphans = conn.execute(select(func.count()).select_from(events).where(events.c.email_id.in_(old))).scalar()
-        for t in (links, attachments):
+        for t in (links, attachments, webhook_outbox):
             assert set(conn.execute(select(t.c.email_id)).scalars()) == {queued_old, new}
     assert left == {queued_old, new} and orphans == 0
     assert stats(any_store) == before_all

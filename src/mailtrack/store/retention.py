@@ -1,5 +1,5 @@
 """The retention purge: emails older than the retention go, with their recipients, events (opens
-and clicks included), links and attachments — a small chunk per transaction, so no lock is held
+and clicks included), links, attachments and webhook outbox rows — a small chunk per transaction, so no lock is held
 for long. What the purged rows counted is added to ``daily_rollups`` first, in the same
 transaction, so statistics over long periods stay the same after a purge.
 
@@ -21,7 +21,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..domain.status import Status
 from .db import Store
-from .schema import attachments, daily_rollups, emails, events, links, recipients
+from .schema import (
+    attachments,
+    daily_rollups,
+    emails,
+    events,
+    links,
+    recipients,
+    webhook_deliveries,
+    webhook_outbox,
+)
 
 CHUNK = 200  # emails per transaction
 _OPEN = (Status.CREATING.value, Status.SPOOLED.value, Status.DEFERRED.value)
@@ -86,6 +95,10 @@ def purge_chunk(conn: Connection, cutoff: float, limit: int = CHUNK) -> Purged:
     n_ev = conn.execute(delete(events).where(events.c.email_id.in_(ids))).rowcount or 0
     conn.execute(delete(recipients).where(recipients.c.email_id.in_(ids)))
     conn.execute(delete(links).where(links.c.email_id.in_(ids)))
+    # their webhook events: delivered or given up long ago (retries stop after WEBHOOK_MAX_AGE)
+    conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.outbox_id.in_(
+        select(webhook_outbox.c.id).where(webhook_outbox.c.email_id.in_(ids)))))
+    conn.execute(delete(webhook_outbox).where(webhook_outbox.c.email_id.in_(ids)))
     conn.execute(delete(attachments).where(attachments.c.email_id.in_(ids)))
     conn.execute(delete(emails).where(emails.c.id.in_(ids)))
     return Purged(len(ids), n_rcpt, int(n_ev))
