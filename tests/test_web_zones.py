@@ -77,3 +77,20 @@ def test_choose_a_zone_in_settings(signed: Api) -> None:
     assert bad.status_code == 400 and "unknown time zone" in bad.text
     r = c.post("/settings/timezone", data={"tz": "browser", "csrf": csrf_of(page.text)}, follow_redirects=False)
     assert r.status_code == 303 and c.cookies.get(zones.TZ_CHOSEN_COOKIE) is None  # follows the browser again
+
+
+def test_a_chosen_zone_belongs_to_the_user_in_every_browser(signed: Api) -> None:
+    from fastapi.testclient import TestClient
+
+    page = signed.client.get("/settings")
+    r = signed.client.post("/settings/timezone", data={"tz": "Australia/Brisbane", "csrf": csrf_of(page.text)},
+                           follow_redirects=False)
+    assert r.status_code == 303 and "Time zone saved for your account" in signed.client.get(r.headers["location"]).text
+    other = TestClient(signed.app)  # another browser: no zone cookie of its own
+    other.cookies.set(zones.TZ_COOKIE, "Europe/London")  # what app.js would set from that browser's zone
+    assert sign_in(other).status_code == 303
+    assert "2024-06-01 01:30:00 AEST" in other.get("/emails").text
+    assert '<option value="Australia/Brisbane" selected>' in other.get("/settings").text
+    page = other.get("/settings")
+    other.post("/settings/timezone", data={"tz": "browser", "csrf": csrf_of(page.text)})
+    assert "2024-05-31 16:30:00 BST" in other.get("/emails").text  # back to each browser's own zone

@@ -204,6 +204,11 @@ def session_user(conn: Connection, token: str) -> tuple[dict[str, Any], str] | N
     return None if row is None else (dict(row), sid)
 
 
+def set_time_zone(conn: Connection, user_id: int, name: str | None) -> None:
+    """The user's time zone for every page and browser (None: each browser's own)."""
+    conn.execute(update(users).where(users.c.id == user_id).values(time_zone=name))
+
+
 def end_session(conn: Connection, token: str) -> None:
     conn.execute(delete(web_sessions).where(web_sessions.c.id == hash_key(token)))
 

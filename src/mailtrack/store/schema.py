@@ -61,6 +61,7 @@ users = Table(
     Column("email", String(320), nullable=False, unique=True),
     Column("password_hash", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("time_zone", String(64), nullable=True),  # IANA name chosen in Settings; None: the browser's
 )
 
 clients = Table(

@@ -30,7 +30,7 @@ NOTICES = {
     "suppressed": "Address added to the suppression list.",
     "already": "That address was already on the suppression list.",
     "unsuppressed": "Address removed from the suppression list.",
-    "tz-saved": "Time zone saved for this browser.",
+    "tz-saved": "Time zone saved for your account.",
 }
 _CHOICES = {"inherit": None, "on": True, "off": False}
 
@@ -53,7 +53,7 @@ def _settings_page(request: Request, user: WebUser, store: Store, error: str | N
         account = accounts.get_account(conn, user.account_id)
         clients = accounts.list_clients(conn, user.account_id)
     return page(request, "settings.html", status_code=status_code, track_default=bool(account["track_default"]),
-                zone_names=zones.names(), tz_chosen=request.cookies.get(zones.TZ_CHOSEN_COOKIE) == "1",
+                zone_names=zones.names(), tz_chosen=bool(user.time_zone),
                 clients=clients, notice=None if error else _notice(request), error=error)
 
 
@@ -114,14 +114,18 @@ def client_tracking(client_id: int, request: Request, form: FormData = Depends(c
 @router.post("/settings/timezone", response_model=None)
 def set_timezone(request: Request, form: FormData = Depends(checked_form), user: WebUser = Depends(current_user),
                  store: Store = Depends(web_store)) -> Response:
-    """Fix the zone the pages use (a cookie of this browser), or go back to following the browser's."""
+    """Fix the zone the user's pages use (in every browser), or go back to following each browser's."""
     choice = str(form.get("tz") or "")
     resp = _back("/settings", "tz-saved")
     if choice == "browser":
+        with store.write() as conn:
+            accounts.set_time_zone(conn, user.id, None)
         resp.delete_cookie(zones.TZ_CHOSEN_COOKIE)
         return resp
     if choice != "UTC" and choice not in zones.names():
         return _settings_page(request, user, store, error=f"unknown time zone {choice[:64]!r}", status_code=400)
+    with store.write() as conn:
+        accounts.set_time_zone(conn, user.id, choice)
     resp.set_cookie(zones.TZ_COOKIE, choice, max_age=400 * 86400, samesite="lax")
     resp.set_cookie(zones.TZ_CHOSEN_COOKIE, "1", max_age=400 * 86400, samesite="lax")
     return resp

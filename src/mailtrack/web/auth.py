@@ -56,6 +56,7 @@ class WebUser:
     account_id: int
     email: str
     nonce: str
+    time_zone: str | None = None  # chosen in Settings; None: the browser's
 
 
 def hash_password(password: str) -> str:
@@ -92,7 +93,7 @@ def user_from_cookie(secret: str, store: Store, value: str | None) -> WebUser | 
     if found is None:
         return None
     row, sid = found
-    return WebUser(row["id"], row["account_id"], row["email"], sid)
+    return WebUser(row["id"], row["account_id"], row["email"], sid, row.get("time_zone"))
 
 
 def csrf_token(secret: str, nonce: str) -> str:

@@ -1,8 +1,9 @@
 """The reader's time zone: every time on the pages is shown in it, with its label, and date filters mean
 its days (a Brisbane user's "today" starts at midnight in Brisbane, not in London).
 
-The zone lives in a cookie: app.js sets it to the browser's zone on the first visit; choosing one on the
-Settings page fixes it (so a laptop travelling keeps the office's zone). Unknown names fall back to UTC.
+A zone chosen on the Settings page belongs to the user (every browser they sign in with, so a laptop
+travelling keeps the office's zone). Until they choose, the browser's zone is used: app.js keeps it in
+a cookie. Unknown names fall back to UTC.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def zone(name: str | None) -> tzinfo:
 
 
 def of(request: Request) -> tzinfo:
-    return zone(request.cookies.get(TZ_COOKIE))
+    """The signed-in user's chosen zone, else this browser's."""
+    user = getattr(request.state, "web_user", None)
+    chosen = getattr(user, "time_zone", None)
+    return zone(chosen or request.cookies.get(TZ_COOKIE))
 
 
 def name_of(tz: tzinfo) -> str:
