@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -401,6 +402,8 @@ def test_browsers_get_html_error_pages_api_keeps_json(page: Any, live: Live) -> 
 
 
 def test_live_updates_swap_only_the_changed_rows(page: Any, live: Live) -> None:
+    from playwright.sync_api import expect
+
     from mailtrack.store.schema import recipients
     from mailtrack.store.transitions import Change, record
 
@@ -413,7 +416,9 @@ def test_live_updates_swap_only_the_changed_rows(page: Any, live: Live) -> None:
     sign_in(page, live)
     page.wait_for_url("**/emails")
     page.goto(f"{live.url}/emails/{eid}")
-    page.wait_for_function("document.querySelector('.live-note').textContent.startsWith('updated')")  # stream open
+    # expect() polls from Playwright's own world: a wait_for_function string is eval'd in the page,
+    # which the pages' CSP (no 'unsafe-eval') refuses
+    expect(page.locator(".live-note")).to_have_text(re.compile(r"^updated"), timeout=20_000)  # stream open
     page.evaluate("""(rid) => {
         window.stillHere = true;
         window.keptRow = document.querySelector(`tr[data-key='${rid}']`);
@@ -422,10 +427,7 @@ def test_live_updates_swap_only_the_changed_rows(page: Any, live: Live) -> None:
     history.locator("> summary").click()
     with live.store.write() as conn:
         assert record(conn, Change(moving, "sent", data={"host": "mx.live.test"})).value == "applied"
-    page.wait_for_function("""(rid) => {
-        const b = document.querySelector(`tr[data-key='${rid}'] .badge`);
-        return b && b.textContent === 'Sent';
-    }""", arg=moving, timeout=20_000)
+    expect(page.locator(f"tr[data-key='{moving}'] .badge").first).to_have_text("Sent", timeout=20_000)
     assert page.evaluate("window.stillHere === true")  # no reload
     assert page.evaluate("document.contains(window.keptRow)")  # the unchanged row was not rebuilt
     assert history.evaluate("d => d.open")  # what the reader opened stays open
