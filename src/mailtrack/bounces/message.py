@@ -22,6 +22,7 @@ _BR = re.compile(r"(?i)<\s*(?:br|/p|/div|/tr|p|div|tr)\b[^<>]{0,500}>")
 _MAILTRACK_ID = re.compile(r"(?im)^[ \t>]*x-mailtrack-id:[ \t]*([^\s;<>]{1,200})")
 _MESSAGE_ID = re.compile(r"(?im)^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,500}>)")
 _ANGLED = re.compile(r"<[^<>\s]{1,500}>")
+_CHARSET = re.compile(rb'charset[ \t]*=[ \t]*"?([a-z0-9_.:+-]{1,40})')
 _VERP = re.compile(r"(?i)(?<![\w.+-])bounces\+[\w.=+-]{1,200}@[\w.-]{1,255}\w")
 
 # Lines that introduce the copy of the original message inside a plain-text bounce.
@@ -136,13 +137,20 @@ class Returned:
         return _first_values(self.msg)
 
     @cached_property
+    def raw_lower(self) -> bytes:
+        """The (bounded) raw message lower-cased, for quick "is this word anywhere" checks."""
+        return self.raw.lower()
+
+    @cached_property
     def charsets(self) -> tuple[str, ...]:
-        """Every charset a part of the message declares (lower case, in order)."""
+        """Every charset the message declares, in its headers or its parts' (lower case, in order)."""
         found: list[str] = []
-        for part in self.parts:
-            charset = part.get_param("charset")
-            if isinstance(charset, str) and charset.lower() not in found and len(found) < 8:
-                found.append(charset.lower())
+        for match in _CHARSET.finditer(self.raw_lower):
+            charset = match.group(1).decode("ascii")
+            if charset not in found:
+                found.append(charset)
+                if len(found) >= 8:
+                    break
         return tuple(found)
 
     @cached_property
@@ -249,16 +257,22 @@ class Returned:
     @cached_property
     def searchable(self) -> str:
         """Raw text plus the decoded text of encoded parts, for header-line searches."""
-        encoded = [
-            self.text_of(p)
+        encoded = [self.text_of(p) for p in self._encoded_parts]
+        return "\n".join([self.raw.decode("latin-1"), *encoded])
+
+    def anywhere(self, needle: str) -> bool:
+        """True when a lower-case ASCII word is in the raw message or a decoded encoded text part."""
+        if needle.encode() in self.raw_lower:
+            return True
+        return any(needle in self.text_of(p).lower() for p in self._encoded_parts)
+
+    @cached_property
+    def _encoded_parts(self) -> list[Message]:
+        return [
+            p
             for p in self.text_parts
             if str(p.get("Content-Transfer-Encoding", "")).strip().lower() in ("base64", "quoted-printable")
         ]
-        return "\n".join([self.raw.decode("latin-1"), *encoded])
-
-    @cached_property
-    def searchable_lower(self) -> str:
-        return self.searchable.lower()
 
     def original_header(self, name: str) -> str:
         """A header of the returned original message ("" when absent)."""
@@ -279,7 +293,7 @@ class Returned:
 
     @cached_property
     def mailtrack_id(self) -> str | None:
-        if "x-mailtrack-id" not in self.searchable_lower:
+        if not self.anywhere("x-mailtrack-id"):
             return None
         found = _MAILTRACK_ID.search(self.searchable)
         return found.group(1) if found else None
@@ -287,7 +301,7 @@ class Returned:
     @cached_property
     def envelope_hints(self) -> list[str]:
         hints: list[str] = []
-        if "bounces+" not in self.searchable_lower:
+        if not self.anywhere("bounces+"):
             return hints
         seen: set[str] = set()
         for match in _VERP.finditer(self.searchable, 0, MAX_TEXT * 4):

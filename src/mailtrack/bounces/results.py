@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 from mailtrack.bounces.addresses import find_addresses
 from mailtrack.bounces.model import Confidence, Kind, RecipientResult
-from mailtrack.bounces.wording import FIRST, FOREIGN, TEMPORARY, first_phrase
+from mailtrack.bounces.wording import TEMPORARY, WORDS
 from mailtrack.domain.reasons import (
     find_basic,
     find_enhanced,
     is_hard,
     normalise_text,
     reason_from_code,
-    reason_from_text,
+    reason_from_normalised,
     sender_refused,
 )
 
@@ -77,17 +77,13 @@ def innermost_code(text: str) -> str | None:
     return codes[-1]
 
 
-def _words(text: str) -> tuple[str, str] | None:
-    """(reason, what matched) from a text's words: our phrases first, the shared table, foreign ones."""
-    low = normalise_text(text)
-    hit = first_phrase(low, FIRST)
-    if hit:
-        return hit[0], f'phrase "{hit[1]}"'
-    reason = reason_from_text(low)
-    if reason:
-        return reason, f"a {reason} phrase of the shared reason table"
-    hit = first_phrase(low, FOREIGN)
-    return (hit[0], f'phrase "{hit[1]}"') if hit else None
+def _words(low: str) -> tuple[str, str] | None:
+    """(reason, what matched) from a normalised text: our phrases first, the shared table, foreign ones."""
+    hit = WORDS.first(low)
+    if hit is None:
+        return None
+    table, reason, phrase = hit
+    return reason, (f"a {reason} phrase of the shared reason table" if table == 1 else f'phrase "{phrase}"')
 
 
 def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind = "bounce") -> Verdict:
@@ -101,18 +97,21 @@ def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind 
         return Verdict("delivered", False, "high", status, "a 2.x.x status or a delivery notice")
     code = innermost_code(diagnostic) or status
     confidence: Confidence = "high"
-    words = None if sender_refused(code) else _words(diagnostic)
-    if sender_refused(code):
+    low = normalise_text(diagnostic)
+    refused = sender_refused(code)
+    words = None if refused else _words(low)
+    wide_low: str | None = None
+    if refused:
         reason, basis = "rejected", f"code {code} is about the sender"
-    elif words and is_specific(code) and _generic_only(diagnostic, code):
+    elif words and is_specific(code) and _generic_only(low, code):
         reason, basis = reason_from_code(code) or "undefined", f"code {code} (the text is RFC 5321's generic 550)"
     elif words:
         reason, basis = words[0], f"the diagnostic's {words[1]}"
     elif is_specific(code):
         reason, basis = reason_from_code(code) or "undefined", f"code {code}"
-    elif (weak := reason_from_text(diagnostic, weak=True)) is not None:
+    elif (weak := reason_from_normalised(low, weak=True)) is not None:
         reason, basis, confidence = weak, f"a weak {weak} phrase of the diagnostic", "medium"
-    elif context and (wide := _words(context)) is not None:
+    elif context and (wide := _words(wide_low := normalise_text(context))) is not None:
         reason, basis, confidence = wide[0], f"the report text's {wide[1]}", "medium"
     elif kind == "delay":
         reason, basis, confidence = reason_from_code(code) or "expired", "a delay notice", "medium"
@@ -123,11 +122,13 @@ def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind 
             basis = f"nothing: no phrase recognised, code {code or 'none'} names no cause"
         confidence = "low"
     if not is_specific(code) and reason in ("user_unknown", "host_unknown"):
-        refined = _refine(reason, normalise_text(diagnostic + " " + context))
+        if wide_low is None:
+            wide_low = normalise_text(context) if context else ""
+        refined = _refine(reason, low + " " + wide_low)
         if refined != reason:
             reason, basis = refined, f"{basis}, but the refusal came after MAIL FROM or DATA"
     hard: bool | None = is_hard(reason, code)
-    if hard and not is_specific(code) and TEMPORARY.search(normalise_text(diagnostic)):
+    if hard and not is_specific(code) and TEMPORARY.search(low):
         reason, hard, confidence = "undefined", None, "low"
         basis += ", but the text says the failure may be temporary"
     if reason == "undefined":
@@ -139,13 +140,12 @@ def classify(status: str | None, diagnostic: str, context: str = "", kind: Kind 
 _GENERIC_550 = ("requested action not taken: mailbox unavailable", "mailbox unavailable")
 
 
-def _generic_only(diagnostic: str, code: str | None) -> bool:
-    low = normalise_text(diagnostic)
+def _generic_only(low: str, code: str | None) -> bool:
     if not code or code.split(".")[1] == "1" or not any(p in low for p in _GENERIC_550):
         return False
     for phrase in _GENERIC_550:
         low = low.replace(phrase, " ")
-    return _words(low) is None
+    return _words(" ".join(low.split())) is None
 
 
 def _refine(reason: str, text: str) -> str:
@@ -185,7 +185,8 @@ def result(
         # A failure notice quotes failure codes; a "250" in it is a transcript line or a number.
         classes = "2" if kind == "delivered" else "45"
         status = status_of(diagnostic, classes) or status_of(detail, classes)
-    verdict = classify(status, one_line(detail) or diagnostic, context, kind)
+    classified = one_line(detail) or diagnostic
+    verdict = classify(status, classified, context, kind)
     if verdict.code and is_specific(verdict.code) and not is_specific(status) and verdict.code[0] == (status or "5")[0]:
         status = verdict.code  # the remote's own code inside a wrapper's generic one
     if status is None and verdict.reason != "undefined":
@@ -199,7 +200,7 @@ def result(
         action=action,
         remote_mta=remote_mta,
         confidence=verdict.confidence,
-        evidence={"classified": one_line(detail) or diagnostic, "decided by": verdict.basis},
+        evidence={"classified": classified, "decided by": verdict.basis},
     )
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import re
 
+from mailtrack.domain.reasons import PHRASES, PhraseTable
+
 FIRST: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Postfix's temporary resolver answers ("Host not found, try again", "Malformed or unexpected
     # name server reply") are DNS trouble on the way, not a verdict on the recipient's domain.
@@ -119,10 +121,6 @@ FOREIGN: tuple[tuple[str, tuple[str, ...]], ...] = (
 TEMPORARY = re.compile(r"(?<!and )try again|temporar|vorübergehend|temporaire|temporal|temporário|временно|暂时|一時的")
 
 
-def first_phrase(text: str, table: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[str, str] | None:
-    """(reason, phrase) of the first phrase of a table found in a normalised text."""
-    for reason, phrases in table:
-        for phrase in phrases:
-            if phrase in text:
-                return reason, phrase
-    return None
+# FIRST, then the shared reason table, then FOREIGN: one scan of a text finds the first-ranked phrase.
+WORDS = PhraseTable(FIRST, PHRASES, FOREIGN)
+

@@ -61,6 +61,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import ahocorasick
+
 Outcome = Literal["sent", "deferred", "hard_bounce", "soft_bounce"]
 
 HARD_REASONS = frozenset({"user_unknown", "host_unknown", "has_moved", "not_accept"})
@@ -248,9 +250,37 @@ _WEAK_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )  # fmt: skip
 
 
+class PhraseTable:
+    """Phrase tables in priority order: the first phrase (of the first table) that a text contains wins.
+
+    All phrases go into one Aho-Corasick automaton, so a text is scanned once whatever the number
+    of phrases; of the phrases found, the one listed first decides. Same answer as testing every
+    phrase in order with ``in``, at a fraction of the cost.
+    """
+
+    def __init__(self, *tables: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
+        self._automaton = ahocorasick.Automaton()
+        priority = 0
+        for number, table in enumerate(tables):
+            for reason, phrases in table:
+                for phrase in phrases:
+                    if phrase not in self._automaton:  # a repeat ranks where it first appeared
+                        self._automaton.add_word(phrase, (priority, number, reason, phrase))
+                    priority += 1
+        self._automaton.make_automaton()
+
+    def first(self, low: str) -> tuple[int, str, str] | None:
+        """(table number, reason, phrase) of the first-listed phrase in a normalised text, None if none."""
+        best: tuple[int, int, str, str] | None = None
+        for _, found in self._automaton.iter(low):
+            if best is None or found[0] < best[0]:
+                best = found
+        return best[1:] if best else None
+
+
 def normalise_text(text: str, limit: int = 4000) -> str:
     """Lower-case, one space between words, capped; a multi-line reply's repeated codes dropped."""
-    low = _SPACES.sub(" ", text[:limit]).strip().lower()
+    low = " ".join(text[:limit].split()).lower()
     first = _ENHANCED.search(low)
     if first:
         # "550-5.7.1 Messages with multiple 550-5.7.1 addresses" → "... multiple addresses"
@@ -276,12 +306,13 @@ def find_basic(text: str) -> int | None:
 
 def reason_from_text(text: str, weak: bool = False) -> str | None:
     """The reason named by a recognised phrase of a reply or bounce text (weak phrases too if asked)."""
-    low = normalise_text(text)
-    for reason, phrases in _WEAK_PHRASES if weak else _PHRASES:
-        for phrase in phrases:
-            if phrase in low:
-                return reason
-    return None
+    return reason_from_normalised(normalise_text(text), weak)
+
+
+def reason_from_normalised(low: str, weak: bool = False) -> str | None:
+    """``reason_from_text`` for a text already passed through ``normalise_text``."""
+    hit = (_WEAK_TABLE if weak else _TABLE).first(low)
+    return hit[1] if hit else None
 
 
 def reason_from_code(enhanced: str | None) -> str | None:
@@ -338,3 +369,8 @@ def classify_reply(code: int | None, text: str) -> Classification:
     reason = reason or "undefined"
     hard = is_hard(reason, "5")
     return Classification("hard_bounce" if hard else "soft_bounce", reason, enhanced, hard)
+
+
+PHRASES = _PHRASES  # the shared table, for callers that rank their own phrases around it
+_TABLE = PhraseTable(_PHRASES)
+_WEAK_TABLE = PhraseTable(_WEAK_PHRASES)

@@ -64,11 +64,12 @@ def _complaint(msg: Returned, fields: list[tuple[str, str]], feedback_type: str 
 
 
 def detect(msg: Returned) -> Report | None:
-    reports = msg.parts_of("message/feedback-report")
+    raw = msg.raw_lower
+    reports = msg.parts_of("message/feedback-report") if b"feedback-report" in raw else []
     if reports:
         fields = _fields(reports[0])
         feedback_type = next((v.lower() for k, v in fields if k == "feedback-type"), None) or "abuse"
         return _complaint(msg, fields, feedback_type)
-    if msg.original_header("X-HmXmrOriginalRecipient"):
+    if b"x-hmxmroriginalrecipient" in raw and msg.original_header("X-HmXmrOriginalRecipient"):
         return _complaint(msg, [], "abuse")
     return None

@@ -165,9 +165,10 @@ def overall(results: list[RecipientResult]) -> tuple[Kind, list[RecipientResult]
 
 def detect(msg: Returned) -> Report | None:
     blocks: list[dict[str, str]] = []
-    for part in msg.parts_of("message/delivery-status", "message/global-delivery-status"):
+    mentioned = b"delivery-status" in msg.raw_lower
+    for part in msg.parts_of("message/delivery-status", "message/global-delivery-status") if mentioned else ():
         blocks.extend(_blocks_of(part, msg.charsets))
-    if not any(_is_recipient_block(b) for b in blocks) and "delivery-status" in msg.searchable_lower:
+    if not any(_is_recipient_block(b) for b in blocks) and msg.anywhere("delivery-status"):
         # A bounce forwarded as an attachment still reports on our message.
         for part in msg.nested_parts:
             if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
