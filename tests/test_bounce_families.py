@@ -36,6 +36,33 @@ FAMILIES: dict[str, list[Row]] = {
         ("text-mailing-list-loop.eml", "bounce", [("sales-team@lists.example.org", "network_error", False)]),
         ("text-mailing-list-not-member.eml", "bounce", [("staff@lists.example.org", "rejected", False)]),
         ("text-qmail-list-loop.eml", "bounce", [("news@lists.example.org", "network_error", False)]),
+        # round 3: the templates of qmail, Yahoo, Sendmail, Exchange 2003, Office 365 and Gmail (text only),
+        # DragonFly, InterScan, Domino / Notes (reason before the address), McAfee, Barracuda, Exim
+        # continuation lines (the words after an x.1.1 code decide), Mailman holds and fml loop alerts
+        ("r3-qmail-no-mailbox.eml", "bounce", [("anna@example.com", "user_unknown", True)]),
+        ("r3-qmail-no-host.eml", "bounce", [("bert@gone.example", "host_unknown", True)]),
+        ("r3-qmail-looping.eml", "bounce", [("cara@example.com", "network_error", False)]),
+        ("r3-yahoo-no-account.eml", "bounce", [("dirk@yahoo.example", "user_unknown", True)]),
+        ("r3-yahoo-disabled.eml", "bounce", [("edda@yahoo.example", "suspended", False)]),
+        ("r3-sendmail-reason-line.eml", "bounce", [("fred@example.org", "user_unknown", True)]),
+        ("r3-exchange2003-not-exist.eml", "bounce", [("greta@example.com", "user_unknown", True)]),
+        ("r3-o365-text-not-found.eml", "bounce", [("hugo@example.com", "user_unknown", True)]),
+        ("r3-gmail-text-not-found.eml", "bounce", [("ida@example.org", "user_unknown", True)]),
+        ("r3-gmail-text-no-connect.eml", "bounce", [("jan@example.org", "network_error", False)]),
+        ("r3-dma-mailbox-full.eml", "bounce", [("karl@example.com", "mailbox_full", False)]),
+        ("r3-dma-user-unknown.eml", "bounce", [("lea@example.com", "user_unknown", True)]),
+        ("r3-interscan-transcript.eml", "bounce", [("mika@example.co.jp", "user_unknown", True)]),
+        ("r3-domino-en-not-listed.eml", "bounce", [("nils@example.com", "user_unknown", True)]),
+        ("r3-notes-reason-first.eml", "bounce", [("aki@notes.example.jp", "user_unknown", True)]),
+        ("r3-notes-hop-count.eml", "bounce", [("ben@notes.example.jp", "network_error", False)]),
+        ("r3-mcafee-user-unknown.eml", "bounce", [("chie@example.co.jp", "user_unknown", True)]),
+        ("r3-barracuda-unknown.eml", "bounce", [("otto@example.org", "user_unknown", True)]),
+        ("r3-exim-continuation-spam.eml", "bounce", [("pia@example.org", "spam_detected", False)]),
+        ("r3-exim-continuation-quota.eml", "bounce", [("eva@example.org", "mailbox_full", False)]),
+        ("r3-exim-multiline-550.eml", "bounce", [("dan@example.org", "user_unknown", True)]),
+        ("r3-exim-retry-timeout.eml", "bounce", [("quentin@example.org", "expired", False)]),
+        ("r3-mailman-held.eml", "bounce", [("staff@lists.example.org", "on_hold", False)]),
+        ("r3-fml-loop-alert.eml", "bounce", [("devel@lists.example.org", "network_error", False)]),
     ],
     # 2. non-English phrasings, every declared charset decoded (and JIS with none declared)
     "non-english": [
@@ -52,6 +79,17 @@ FAMILIES: dict[str, list[Row]] = {
         ("pt-user-unknown.eml", "bounce", [("joao@example.com.br", "user_unknown", True)]),
         ("ru-user-unknown.eml", "bounce", [("ivanov@example.ru", "user_unknown", True)]),
         ("zh-user-unknown.eml", "bounce", [("wang@example.cn", "user_unknown", True)]),
+        # round 3: ISO-2022-JP and Shift_JIS bodies with RFC 2047 subjects, Latin-1 quoted-printable and
+        # 8bit, UTF-8 base64, KOI8-R, GB2312: "full", "unknown", "disabled", "not in the directory"
+        ("r3-ja-iso2022jp-full.eml", "bounce", [("ryo@example.jp", "mailbox_full", False)]),
+        ("r3-ja-sjis-unknown.eml", "bounce", [("sora@example.ne.jp", "user_unknown", True)]),
+        ("r3-de-latin1-full.eml", "bounce", [("tanja@example.de", "mailbox_full", False)]),
+        ("r3-de-not-in-directory.eml", "bounce", [("uwe@example.de", "user_unknown", True)]),
+        ("r3-fr-latin1-unknown.eml", "bounce", [("ugo@example.fr", "user_unknown", True)]),
+        ("r3-es-utf8-full.eml", "bounce", [("valeria@example.es", "mailbox_full", False)]),
+        ("r3-pt-latin1-disabled.eml", "bounce", [("wagner@example.com.br", "suspended", False)]),
+        ("r3-ru-koi8-full.eml", "bounce", [("yana@example.ru", "mailbox_full", False)]),
+        ("r3-zh-gb2312-full.eml", "bounce", [("zhang@example.cn", "mailbox_full", False)]),
     ],
     # 3. code and text together
     "code-and-text": [
@@ -66,6 +104,20 @@ FAMILIES: dict[str, list[Row]] = {
         ("dsn-sender-domain.eml", "bounce", [("sam@example.net", "rejected", False)]),
         ("dsn-undetermined.eml", "bounce", [("tom@example.net", "undefined", None)]),
         ("dsn-try-again-later.eml", "bounce", [("uma@example.net", "undefined", None)]),
+        # round 3: words over a misleading code (5.1.1 "account disabled"), temporary vs permanent
+        # "Host not found", a code alone, RFC 5321's generic 550, blocks and relaying (soft), a
+        # sender-side domain, and a bare "Rejected" (undetermined)
+        ("r3-dsn-code-111-but-disabled.eml", "bounce", [("alma@example.com", "suspended", False)]),
+        ("r3-dsn-host-not-found-temp.eml", "bounce", [("boris@example.net", "network_error", False)]),
+        ("r3-dsn-permanent-host-not-found.eml", "bounce", [("celia@no-such-domain.example", "host_unknown", True)]),
+        ("r3-dsn-inactive-user.eml", "bounce", [("dora@example.com", "user_unknown", True)]),
+        ("r3-dsn-user-not-exist-cn.eml", "bounce", [("emil@example.cn", "user_unknown", True)]),
+        ("r3-dsn-mailbox-full-code-only.eml", "bounce", [("fiona@example.com", "mailbox_full", False)]),
+        ("r3-dsn-generic-550.eml", "bounce", [("gus@example.com", "user_unknown", True)]),
+        ("r3-dsn-blocklist.eml", "bounce", [("hedy@example.com", "blocked", False)]),
+        ("r3-dsn-relay-denied.eml", "bounce", [("kim@example.net", "no_relaying", False)]),
+        ("r3-dsn-sender-domain-unknown.eml", "bounce", [("igor@example.net", "rejected", False)]),
+        ("r3-dsn-nothing-said.eml", "bounce", [("jule@example.net", "undefined", None)]),
     ],
     # 4. wrapped reports: the innermost remote reply decides
     "wrapped": [
@@ -74,6 +126,9 @@ FAMILIES: dict[str, list[Row]] = {
         ("ses-wrapped-quota.eml", "bounce", [("xena@example.com", "mailbox_full", False)]),
         ("ses-undetermined.eml", "bounce", [("yuri@example.com", "undefined", None)]),
         ("ses-noemail.eml", "bounce", [("zoe@example.com", "user_unknown", True)]),
+        # round 3: Office 365's "Remote server returned an error -> 552 5.2.2", a relay's 554 5.0.0 around 550 5.1.1
+        ("r3-dsn-wrapped-o365.eml", "bounce", [("lisa@example.org", "mailbox_full", False)]),
+        ("r3-dsn-wrapped-relay-unknown.eml", "bounce", [("mats@example.org", "user_unknown", True)]),
     ],
     # 5. recipient fallbacks, quoted local parts exact
     "recipients": [
@@ -82,6 +137,9 @@ FAMILIES: dict[str, list[Row]] = {
         ("dsn-garbled-original-to.eml", "bounce", [("ben.lee@example.org", "user_unknown", True)]),
         ("dsn-quoted-local.eml", "bounce", [('"john..doe."@example.org', "user_unknown", True)]),
         ("text-quoted-local.eml", "bounce", [('"mary smith"@example.org', "user_unknown", True)]),
+        # round 3: a bare local part in Final-Recipient, the transcript names the address; a quoted local part with a space
+        ("r3-dsn-no-domain-transcript.eml", "bounce", [("nora@example.org", "user_unknown", True)]),
+        ("r3-dsn-quoted-space.eml", "bounce", [('"olaf berg"@example.org', "user_unknown", True)]),
     ],
     # 6. kinds
     "kinds": [

@@ -30,8 +30,32 @@ FIRST: tuple[tuple[str, tuple[str, ...]], ...] = (
         "temporary failure in name resolution", "servfail", "dns temporary failure",
         "try again later (dns)", "name server failure",
     )),
-    ("on_hold", ("on hold", "is held", "held for", "quarantined")),
-    ("mailbox_full", ("exceeding their quota", "overquota", "over-quota", "quota violation", "exceeds their quota")),
+    ("on_hold", (
+        "on hold", "is held", "held for", "quarantined", "being held", "awaits moderator approval",
+        "awaiting moderator approval",
+    )),
+    # Replies whose code says "unknown user" (x.1.1) but whose words say full, disabled or filtered:
+    # the words decide, and none of these is about the address itself.
+    ("mailbox_full", (
+        "exceeding their quota", "overquota", "over-quota", "quota violation", "exceeds their quota",
+        "boite du destinataire pleine", "exceed maximum allowed storage", "exceeded its disk space",
+        "space has been used up", "too much mail data", "has exceeded quota", "over the quota",
+        "not have enough space", "insufficient system storage", "exceeds allowed size", "inbox full",
+        "storage full", "mailbox size exceeded", "mailbox has exceeded", "exceeded the storage",
+    )),
+    ("suspended", (
+        "mailbox unavailable or access denied", "recipient suspend the service", "user or domain is disabled",
+        "boite du destinataire archivee", "account closed", "account has been closed", "has been disabled",
+    )),
+    ("filtered", (
+        "only accepting mail from specific", "has restricted sms e-mail", "is not accepting any mail",
+        "this account is protected by", "domain filter",
+    )),
+    ("policy_violation", ("mailbox unavailable due to policy",)),
+    ("system_error", ("mailbox temporarily unavailable", "mailbox is temporarily unavailable")),
+    ("network_error", ("maximum hop count", "temporary lookup failure")),
+    # the sender's domain, not the recipient's
+    ("rejected", ("your domain has no mx", "sender domain must exist", "not authorized to send")),
     ("network_error", (
         "message looping", "message is looping", "looping detected", "loop detected", "loop alert", "looped",
     )),
@@ -45,9 +69,29 @@ FIRST: tuple[tuple[str, tuple[str, ...]], ...] = (
         "inactive recipient", "user not known", "user not exist", "users not exist", "user not exists",
         "account not exist",
         "mailbox not exist", "address not exist", "recipient not exist", "not in the directory",
-        "not found in the directory", "not in directory", "not listed in the directory",
+        "not found in the directory", "not found in directory", "not in directory", "not listed in the directory",
         "not listed in domino directory", "not listed in public name & address book",
+        "not listed in public name and address book",
+        # qmail, vpopmail, Courier, Exchange and provider wordings of "no such address"
+        "archived recipient", "bad address", "bad recipient address", "is not an active address",
+        "mailbox invalid", "mailbox is unavailable", "mailbox not present", "no mail box available",
+        "account unavailable", "not a valid recipient", "not a local address", "not a known user",
+        "recipient is not accepted", "recipient is not local", "recipient not ok", "badrcptto",
+        "envelope recipient has been denied", "wrong or no longer valid", "badrecipientto", "validrcptto",
+        "unknown mailbox", "user missing home directory", "unknown virtual user", "no such account",
+        "mailbox name not allowed", "not a valid e-mail address", "not a valid email address",
+        "address is not valid", "unknown local user", "no such local user", "address is no longer in use",
+        "not a valid address", "invalid e-mail address", "invalid email address", "email address is not valid",
+        "user account not found", "user invalid", "recipient invalid", "address couldn't be found",
+        "address could not be found", "address you entered couldn't be found", "recipient domain must exist",
     )),
+    ("host_unknown", ("domain has no mx", "no valid mx")),
+)  # fmt: skip
+
+# Generic words tried after the shared table: they decide only when nothing more specific does.
+LATE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("system_error", ("service unavailable", "temporarily unavailable")),
+    ("blocked", ("greylist", "graylist")),
 )  # fmt: skip
 
 FOREIGN: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -69,7 +113,7 @@ FOREIGN: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ящик переполнен", "ящик заполнен", "превышен размер ящика", "превышена квота", "нет места",
         "邮箱已满", "邮箱空间不足", "信箱已满", "信箱已滿", "郵箱已滿", "邮箱容量", "空间不足",
         "メールボックスがいっぱい", "メールボックスが一杯", "容量オーバー", "容量超過", "容量を超え",
-        "メールボックス容量",
+        "メールボックス容量", "容量がいっぱい", "いっぱいです", "いっぱいのため", "満杯",
         # stems of "the recipient's mailbox is full" in Exchange's localised reports
         "postfach des empfängers ist voll", "est pleine", "está lleno", "está llena", "está cheia",
         "переполнен", "容量已满", "存储空间已满",
@@ -121,6 +165,6 @@ FOREIGN: tuple[tuple[str, tuple[str, ...]], ...] = (
 TEMPORARY = re.compile(r"(?<!and )try again|temporar|vorübergehend|temporaire|temporal|temporário|временно|暂时|一時的")
 
 
-# FIRST, then the shared reason table, then FOREIGN: one scan of a text finds the first-ranked phrase.
-WORDS = PhraseTable(FIRST, PHRASES, FOREIGN)
+# FIRST, then the shared reason table, LATE, then FOREIGN: one scan of a text finds the first-ranked phrase.
+WORDS = PhraseTable(FIRST, PHRASES, LATE, FOREIGN)
 
