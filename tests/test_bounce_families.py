@@ -90,6 +90,9 @@ FAMILIES: dict[str, list[Row]] = {
         ("r3-pt-latin1-disabled.eml", "bounce", [("wagner@example.com.br", "suspended", False)]),
         ("r3-ru-koi8-full.eml", "bounce", [("yana@example.ru", "mailbox_full", False)]),
         ("r3-zh-gb2312-full.eml", "bounce", [("zhang@example.cn", "mailbox_full", False)]),
+        # UTF-8 bytes under a Latin-1 label are read as UTF-8; an RFC 2047 subject in x-sjis (an alias) is decoded
+        ("r3-de-utf8-labelled-latin1.eml", "bounce", [("joerg@example.de", "user_unknown", True)]),
+        ("r3-ja-x-sjis-subject.eml", "bounce", [("kenji@example.ne.jp", "user_unknown", True)]),
     ],
     # 3. code and text together
     "code-and-text": [

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from email.message import Message
 from functools import cached_property
 
-from mailtrack.bounces.sanitize import parse_bytes, split_messages
+import ahocorasick
+
+from mailtrack.bounces.sanitize import parse_bytes, split_lowered
 
 MAX_TEXT = 64 * 1024  # decode at most this much of one text part
 MAX_PARTS = 64  # walk at most this many MIME parts
@@ -21,6 +23,7 @@ _TAGS = re.compile(r"<[^<>]{0,2000}>")
 _BR = re.compile(r"(?i)<\s*(?:br|/p|/div|/tr|p|div|tr)\b[^<>]{0,500}>")
 _MAILTRACK_ID = re.compile(r"(?im)^[ \t>]*x-mailtrack-id:[ \t]*([^\s;<>]{1,200})")
 _MESSAGE_ID = re.compile(r"(?im)^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,500}>)")
+_MESSAGE_ID_BYTES = re.compile(rb"(?im)^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,500}>)")
 _ANGLED = re.compile(r"<[^<>\s]{1,500}>")
 _CHARSET = re.compile(rb'charset[ \t]*=[ \t]*"?([a-z0-9_.:+-]{1,40})')
 _VERP = re.compile(r"(?i)(?<![\w.+-])bounces\+[\w.=+-]{1,200}@[\w.-]{1,255}\w")
@@ -39,12 +42,23 @@ ORIGINAL_MARKERS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+_MARKERS = ahocorasick.Automaton()
+for _marker in ORIGINAL_MARKERS:
+    _MARKERS.add_word(_marker, len(_marker))
+_MARKERS.make_automaton()
+
+
 # Charset names mail software writes that Python's codecs do not know.
 _CHARSET_ALIASES = {
     "x-sjis": "cp932", "windows-31j": "cp932", "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932",
     "x-euc-jp": "euc_jp", "x-gbk": "gbk", "gb2312": "gb18030", "gbk": "gb18030", "x-euc-kr": "euc_kr",
     "iso-2022-jp": "iso2022_jp_ext", "x-unknown": "utf-8", "unknown-8bit": "utf-8",
 }  # fmt: skip
+
+
+_SINGLE_BYTE = frozenset({
+    "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15", "windows-1252", "cp1252",
+})  # fmt: skip
 
 
 def part_text(part: Message, also: Callable[[], tuple[str, ...]] = tuple) -> str:
@@ -78,7 +92,12 @@ def _decode(payload: bytes, charset: str, also: Callable[[], tuple[str, ...]] = 
     if b"\x1b$B" in payload or b"\x1b$@" in payload or b"\x1b(J" in payload:
         charset = "iso-2022-jp"
     charset = _CHARSET_ALIASES.get(charset.lower(), charset) if charset else "utf-8"
-    for name in (charset, "utf-8"):
+    order = (charset, "utf-8")
+    if charset.lower() in _SINGLE_BYTE and not payload.isascii():
+        # Valid UTF-8 under a Latin-1 label is UTF-8 (Latin-1 text is almost never valid UTF-8),
+        # and Latin-1 decodes anything, so it cannot come first.
+        order = ("utf-8", charset)
+    for name in order:
         try:
             return payload.decode(name)
         except (LookupError, ValueError):
@@ -101,11 +120,10 @@ def _is_text_type(part: Message, ctype: str) -> bool:
 
 def cut_at_original(text: str) -> tuple[str, str]:
     """Split a bounce body into (report text, copy of the original) at the first marker line."""
-    low = text.lower()
     best = -1
-    for marker in ORIGINAL_MARKERS:
-        at = low.find(marker)
-        if at != -1 and (best == -1 or at < best):
+    for end, length in _MARKERS.iter(text.lower()):
+        at = end - length + 1
+        if best == -1 or at < best:
             best = at
     if best == -1:
         return text, ""
@@ -117,7 +135,7 @@ class Returned:
     """One returned message with the views detectors need, each computed once."""
 
     def __init__(self, raw: bytes) -> None:
-        self.raw = split_messages(raw)
+        self.raw, self.raw_lower = split_lowered(raw)
         self.msg: Message = parse_bytes(self.raw)
         self._texts: dict[int, str] = {}
 
@@ -135,11 +153,6 @@ class Returned:
     @cached_property
     def _headers(self) -> dict[str, str]:
         return _first_values(self.msg)
-
-    @cached_property
-    def raw_lower(self) -> bytes:
-        """The (bounded) raw message lower-cased, for quick "is this word anywhere" checks."""
-        return self.raw.lower()
 
     @cached_property
     def charsets(self) -> tuple[str, ...]:
@@ -262,9 +275,11 @@ class Returned:
 
     def anywhere(self, needle: str) -> bool:
         """True when a lower-case ASCII word is in the raw message or a decoded encoded text part."""
-        if needle.encode() in self.raw_lower:
-            return True
-        return any(needle in self.text_of(p).lower() for p in self._encoded_parts)
+        return needle.encode() in self.raw_lower or needle in self._encoded_lower
+
+    @cached_property
+    def _encoded_lower(self) -> str:
+        return "\n".join(self.text_of(p) for p in self._encoded_parts).lower()
 
     @cached_property
     def _encoded_parts(self) -> list[Message]:
@@ -284,10 +299,13 @@ class Returned:
         if value:
             found = _ANGLED.search(value)
             return found.group(0) if found else value.split()[0]
-        own = self.header("Message-ID")
-        for match in _MESSAGE_ID.finditer(self.searchable[: MAX_TEXT * 4]):
+        own = self.header("Message-ID").encode("latin-1", "replace")
+        for match in _MESSAGE_ID_BYTES.finditer(self.raw, 0, MAX_TEXT * 4):
             if match.group(1) != own:
-                return match.group(1)
+                return match.group(1).decode("latin-1")
+        for found in _MESSAGE_ID.findall("\n".join(self.text_of(p) for p in self._encoded_parts)[: MAX_TEXT * 4]):
+            if found != self.header("Message-ID"):
+                return str(found)
         in_reply_to = _ANGLED.search(self.header("In-Reply-To"))
         return in_reply_to.group(0) if in_reply_to else None
 
@@ -366,8 +384,9 @@ def _decode_header(value: str) -> str:
     out: list[str] = []
     for chunk, charset in pieces:
         if isinstance(chunk, bytes):
+            name = _CHARSET_ALIASES.get((charset or "").lower(), charset) or "latin-1"
             try:
-                out.append(chunk.decode(charset or "latin-1", errors="replace"))
+                out.append(chunk.decode(name, errors="replace"))
             except LookupError:
                 out.append(chunk.decode("latin-1"))
         else:

@@ -22,13 +22,23 @@ def split_messages(raw: bytes) -> bytes:
 
     The body of the returned original (after its headers) is dropped too: nothing reads it.
     """
-    return _skip_original_body(_first_message(raw))
+    return split_lowered(raw)[0]
 
 
-def _first_message(raw: bytes) -> bytes:
-    raw = _cap_content_types(_cap_nesting(_cap_lines(raw[:MAX_RAW])))
+def split_lowered(raw: bytes) -> tuple[bytes, bytes]:
+    """``split_messages`` and the result lower-cased (computed once, for every quick word check)."""
+    raw, low = _first_message(raw)
+    return _skip_original_body(raw, low)
+
+
+def _first_message(raw: bytes) -> tuple[bytes, bytes]:
+    raw = _cap_lines(raw[:MAX_RAW])
+    low = raw.lower()
+    raw, low = _cap_nesting(raw, low)
+    raw, low = _cap_content_types(raw, low)
     if raw.startswith(b"From "):
-        raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
+        skip = raw.find(b"\n") + 1 if b"\n" in raw else len(raw)
+        raw, low = raw[skip:], low[skip:]
     cut = raw.find(b"\nFrom ")
     for _ in range(100):
         if cut == -1:
@@ -36,36 +46,35 @@ def _first_message(raw: bytes) -> bytes:
         before = raw[max(0, cut - 2) : cut]
         after = raw[cut + 1 : cut + 400].split(b"\n", 2)
         if before.endswith((b"\n", b"\n\r")) and len(after) > 1 and _HEADER_LINE.match(after[1]):
-            return raw[:cut]
+            return raw[:cut], low[:cut]
         cut = raw.find(b"\nFrom ", cut + 1)
-    return raw
+    return raw, low
 
 
 _REPORTS = (b"delivery-status", b"feedback-report", b"multipart/report", b"message/rfc822", b"message/global")
 
 
-def _skip_original_body(raw: bytes) -> bytes:
+def _skip_original_body(raw: bytes, low: bytes) -> tuple[bytes, bytes]:
     """Cut the input after the headers of an attached original (message/rfc822), when nothing follows.
 
     Detectors read the original's headers only; its body (often the largest part, attachments
     and all) would be parsed for nothing. Kept whole when a report part follows the original or
     the original is itself a report (a bounce forwarded as an attachment).
     """
-    low = raw.lower()
     at = low.find(b"message/rfc822")
     if at == -1:
         at = low.find(b"message/global")
     if at == -1 or b"content-type:" not in low[max(0, low.rfind(b"\n", 0, at)) : at]:
-        return raw
+        return raw, low
     part_head = _BLANK_LINE.search(raw, at)
     if part_head is None:
-        return raw
+        return raw, low
     inner_head = _BLANK_LINE.search(raw, part_head.end())
     if inner_head is None or any(word in low[at + 14 :] for word in _REPORTS[:2]):
-        return raw
+        return raw, low
     if any(word in low[part_head.end() : inner_head.start()] for word in _REPORTS):
-        return raw
-    return raw[: inner_head.end()]
+        return raw, low
+    return raw[: inner_head.end()], low[: inner_head.end()]
 
 
 def _cap_lines(raw: bytes) -> bytes:
@@ -77,9 +86,8 @@ def _cap_lines(raw: bytes) -> bytes:
     return raw[: last.end()] if last else raw
 
 
-def _cap_content_types(raw: bytes) -> bytes:
+def _cap_content_types(raw: bytes, low: bytes) -> tuple[bytes, bytes]:
     """Shorten any Content-Type field (folded lines included) longer than MAX_CONTENT_TYPE."""
-    low = raw.lower()
     pieces: list[bytes] = []
     done = 0
     at = low.find(b"content-type:")
@@ -101,19 +109,22 @@ def _cap_content_types(raw: bytes) -> bytes:
                 end = nxt.end() if nxt else len(raw)
             done = end
         at = low.find(b"content-type:", max(end, at + 1))
+    if not done:
+        return raw, low
     pieces.append(raw[done:])
-    return b"".join(pieces)
+    capped = b"".join(pieces)
+    return capped, capped.lower()
 
 
-def _cap_nesting(raw: bytes) -> bytes:
+def _cap_nesting(raw: bytes, low: bytes) -> tuple[bytes, bytes]:
     """Cut the input before its MAX_NESTING-th multipart header: the stdlib parser recurses per level."""
-    low = raw.lower()
     at = -1
     for _ in range(MAX_NESTING):
         at = low.find(b"multipart/", at + 1)
         if at == -1:
-            return raw
-    return raw[: raw.rfind(b"\n", 0, at) + 1]
+            return raw, low
+    cut = raw.rfind(b"\n", 0, at) + 1
+    return raw[:cut], low[:cut]
 
 
 _BOUNDARY_LINE = re.compile(rb"(?m)^--([^\s]{1,200}?)\r?$")
