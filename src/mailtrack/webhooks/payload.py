@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from ..domain.status import STATUS_EVENTS, EventType
 from ..store.queries import iso
 
@@ -36,8 +38,20 @@ def _data(r: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build(r: dict[str, Any]) -> dict[str, Any]:
-    """The payload of one outbox row as loaded by ``store.webhooks.outbox_rows``."""
+def _email(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["email_id"], "subject": r["subject"],
+        "source": {"type": r["source_type"], "reference": r["source_reference"], "event": r["source_event"]},
+        "client": r["client_ref"], "metadata": json.loads(r["metadata_json"] or "{}"),
+    }
+
+
+def build(r: dict[str, Any], email: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The payload of one outbox row as loaded by ``store.webhooks.outbox_rows``.
+
+    ``email`` is the row's ``"email"`` part when the caller already built it for another event of
+    the same email (``encode_many``).
+    """
     raw = json.loads(r["data_json"]) if r.get("data_json") else {}
     status_event = r["type"] in STATUS_EVENTS
     return {
@@ -45,11 +59,7 @@ def build(r: dict[str, Any]) -> dict[str, Any]:
         "type": r["type"],
         "occurred_at": iso(r["at"]),
         "sequence": r["seq"],
-        "email": {
-            "id": r["email_id"], "subject": r["subject"],
-            "source": {"type": r["source_type"], "reference": r["source_reference"], "event": r["source_event"]},
-            "client": r["client_ref"], "metadata": json.loads(r["metadata_json"] or "{}"),
-        },
+        "email": email if email is not None else _email(r),
         "recipient": {
             "id": r["recipient_id"], "address": r["address"], "kind": r["kind"], "status": r["status"],
             "reason": r["reason"] if status_event else r["recipient_reason"],
@@ -57,6 +67,34 @@ def build(r: dict[str, Any]) -> dict[str, Any]:
         },
         "data": _data(r, raw),
     }
+
+
+def encode(body: Any) -> bytes:
+    """Compact UTF-8 JSON, by orjson (several times faster than ``json``: it runs for every event).
+
+    What orjson refuses (an integer beyond 64 bits in a client's metadata) goes through ``json``.
+    """
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_many(rows: dict[int, dict[str, Any]]) -> dict[int, bytes]:
+    """Each outbox row's payload as JSON bytes; the email part is built once per email."""
+    emails: dict[str, dict[str, Any]] = {}
+    out: dict[int, bytes] = {}
+    for oid, r in rows.items():
+        email = emails.get(r["email_id"])
+        if email is None:
+            email = emails[r["email_id"]] = _email(r)
+        out[oid] = encode(build(r, email))
+    return out
+
+
+def join(parts: list[bytes]) -> bytes:
+    """A batch POST's body: a JSON array of events already encoded."""
+    return b"[" + b",".join(parts) + b"]"
 
 
 def sample(account_id: int) -> dict[str, Any]:

@@ -9,7 +9,6 @@ IP-literal hosts skip resolvers, so ``post`` checks those itself.
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
 import time
 from typing import Any
@@ -18,7 +17,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ..store.webhooks import RESPONSE_KEPT, Attempt
-from . import guard, signing
+from . import guard, payload, signing
 
 
 class GuardedResolver(AbstractResolver):
@@ -59,10 +58,13 @@ def _literal_refused(host: str) -> str | None:
 
 async def post(http: aiohttp.ClientSession, endpoint: dict[str, Any], secrets: list[str], msg_id: str,
                body: Any, delivery_ids: list[int], allow_private: bool) -> Attempt:
-    """POST one event (or a batch) to the endpoint and say what happened; never raises for the network."""
+    """POST one event (or a batch) to the endpoint and say what happened; never raises for the network.
+
+    ``body`` is the JSON already encoded (bytes), or what to encode.
+    """
     started = time.time()
     t0 = time.perf_counter()
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    data = body if isinstance(body, bytes) else payload.encode(body)
 
     def done(code: int | None, response: str | None, error: str | None) -> Attempt:
         return Attempt(endpoint["id"], delivery_ids, started, code, int((time.perf_counter() - t0) * 1000),
@@ -74,8 +76,8 @@ async def post(http: aiohttp.ClientSession, endpoint: dict[str, Any], secrets: l
         if why is not None:
             raise guard.UnsafeURL(f"{target.host} is a {why} address")
         hdrs = {"content-type": "application/json", "user-agent": "mailtrack-webhooks/1",
-                **signing.headers(secrets, msg_id, int(started), text)}
-        async with http.post(endpoint["url"], data=text.encode(), headers=hdrs, allow_redirects=False) as resp:
+                **signing.headers(secrets, msg_id, int(started), data.decode())}
+        async with http.post(endpoint["url"], data=data, headers=hdrs, allow_redirects=False) as resp:
             got = await resp.content.read(RESPONSE_KEPT)
             code = resp.status
     except guard.UnsafeURL as e:
