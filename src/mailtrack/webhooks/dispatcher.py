@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import secrets
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,8 +32,14 @@ from . import payload, retry, sender
 log = logging.getLogger("mailtrack.webhooks")
 
 BATCH_SIZE = 100
-MAX_QUEUED = 4000  # claimed but not yet sent, all endpoints together
+MAX_QUEUED = 4000  # claimed and waiting for a POST, all endpoints together (POSTs in flight not counted)
 REFILL_BELOW = MAX_QUEUED // 2  # claim again once the queue is down to this: few, large claims
+# The cycle's thread and the event loop hand the GIL back and forth: the database driver lets it go
+# around every call, and taking it back waits out the loop's whole switch interval (5 ms by
+# default) while the loop is busy — a cycle of a few dozen statements then takes 100+ ms, and the
+# loop waits as long for the thread. A short interval measured 3x the single-event rate
+# (bench/webhooks.py). It is process-wide; `mailtrack serve`'s other threads wait less too.
+SWITCH_INTERVAL = 0.0005
 POLL = 0.25
 GATHER = 0.02
 
@@ -74,15 +81,24 @@ class Dispatcher:
     def queued(self) -> int:
         return sum(len(q.items) + q.active for q in self._queues.values())
 
+    def waiting(self) -> int:
+        """Claimed events no POST has taken yet."""
+        return sum(len(q.items) for q in self._queues.values())
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         async with sender.client(self.config.webhook_timeout, self.config.webhook_allow_private) as http:
             self._http = http
             while not self._stopping:
                 attempts, retry_at = self._take_finished()
                 held = list(self._created) if time.monotonic() - self._renewed > self.lease / 3 else []
                 try:
-                    claimed, eps, rows, fanned = await asyncio.to_thread(self._cycle_sync, attempts, retry_at, held)
+                    waiting = self.waiting()
+                    room = MAX_QUEUED - waiting if waiting <= REFILL_BELOW else 0
+                    claimed, eps, rows, fanned = await asyncio.to_thread(self._cycle_sync, attempts, retry_at, held,
+                                                                         room)
                 except Exception:  # the store may be away for a while: keep trying, never die
                     log.exception("webhook dispatcher cycle failed; retrying")
                     self._finished[:0] = attempts
@@ -91,6 +107,7 @@ class Dispatcher:
                     continue
                 if claimed:
                     self._enqueue(claimed, eps, rows)
+                    await asyncio.sleep(0)  # let the new POSTs start before the next cycle
                 if not (fanned or claimed):
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -120,13 +137,12 @@ class Dispatcher:
         retry_at, self._retry_at = self._retry_at, {}
         return attempts, retry_at
 
-    def _cycle_sync(self, attempts: list[wh.Attempt], retry_at: dict[int, float | None], held: list[int]) -> tuple[
+    def _cycle_sync(self, attempts: list[wh.Attempt], retry_at: dict[int, float | None], held: list[int],
+                    room: int) -> tuple[
             list[wh.Claimed], dict[str, dict[str, Any]], dict[int, bytes], int]:
         """One transaction: record finished attempts, renew held leases, fan out, claim; then (out of
         the transaction, still off the event loop) encode the claimed events' payloads."""
         now = time.time()
-        queued = self.queued()
-        room = MAX_QUEUED - queued if queued <= REFILL_BELOW else 0
         with self.store.write() as conn:
             wh.record_attempts(conn, attempts, self.owner, retry_at, self.config.webhook_max_age)
             if held:

@@ -12,6 +12,8 @@ each other.
 from __future__ import annotations
 
 import json
+import math
+import time
 from typing import Any
 
 import orjson
@@ -38,6 +40,31 @@ def _data(r: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_SECONDS: dict[int, str] = {}
+
+
+def _iso(t: float) -> str:
+    """``queries.iso(t)``, to the same millisecond, at a fraction of the cost (it runs per event).
+
+    The microseconds are rounded as ``datetime.fromtimestamp`` rounds them (half to even, with the
+    carry into the next second), then cut to milliseconds as ``isoformat`` cuts them; the date and
+    time of the whole second are formatted once per second.
+    """
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    sec = int(whole)
+    head = _SECONDS.get(sec)
+    if head is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        head = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{head}.{us // 1000:03d}Z"
+
+
 def _email(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": r["email_id"], "subject": r["subject"],
@@ -57,7 +84,7 @@ def build(r: dict[str, Any], email: dict[str, Any] | None = None) -> dict[str, A
     return {
         "id": f"evt_{r['id']}",
         "type": r["type"],
-        "occurred_at": iso(r["at"]),
+        "occurred_at": _iso(r["at"]),
         "sequence": r["seq"],
         "email": email if email is not None else _email(r),
         "recipient": {
