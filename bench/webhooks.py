@@ -6,8 +6,13 @@ receiver's own capacity, measured with wrk (Debian `wrk`, C, keep-alive, 50 conn
 signed event — what the receiver can take at all. Then the dispatcher (in this process, on a fresh
 SQLite file or PostgreSQL schema) sends N single events, and then N batch events (arrays of 100).
 Targets on a 2-core machine: single ≥ 0.5× the receiver's capacity; batch ≥ 20,000 events/s.
+Two more ceilings in the same run: the receiver's own in batch mode (wrk POSTing 100-event bodies,
+so it is shown not to be the bottleneck), and the HTTP client's own (the dispatcher's aiohttp
+`sender.post`, same POSTs, no database), which bounds single-event mode from the sending side.
 First, what the outbox costs: submission and recording delivery results with the outbox write
-switched off (baseline) and on, alternating, in the same run (target: ≥ 0.9×).
+switched off (baseline) and on, in interleaved rounds in the same process (medians, the spread of
+the per-pair ratios, this process's CPU per recipient, and the time inside the outbox write itself;
+target: ≥ 0.9×).
 
 The dispatcher gets the same 50 connections as wrk (WEBHOOK_CONCURRENCY=50; the default is 8).
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import hashlib
 import hmac
 import json
@@ -55,12 +61,13 @@ def receiver_main(port: int, secrets_: list[str]) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
+        chunks = []
         while True:
             m = await receive()
-            body += m.get("body", b"")
+            chunks.append(m.get("body", b""))
             if not m.get("more_body"):
                 break
+        body = b"".join(chunks)
         if scope["method"] == "GET":
             out = json.dumps(count).encode()
             if scope["path"] == "/reset":
@@ -114,11 +121,15 @@ def start_receiver(secrets_: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the receiver did not start")
 
 
-def wrk_capacity(url: str, secret: str, seconds: int) -> float:
-    """Signed POSTs/s the receiver answers, by wrk with keep-alive (the same signature check each time)."""
+def wrk_capacity(url: str, secret: str, seconds: int, events: int = 1) -> float:
+    """Signed POSTs/s the receiver answers, by wrk with keep-alive (the same signature check each time).
+
+    ``events`` > 1: a batch body of that many events (the receiver's own ceiling in batch mode).
+    """
     from mailtrack.webhooks import payload, signing
 
-    body = json.dumps(payload.sample(1), separators=(",", ":"))
+    one = payload.sample(1)
+    body = json.dumps(one if events == 1 else [one] * events, separators=(",", ":"))
     ts = int(time.time())
     hdrs = signing.headers([secret], "msg_bench", ts, body)
     lua = "wrk.method = 'POST'\nwrk.body = " + json.dumps(body) + "\n" + "".join(
@@ -135,6 +146,28 @@ def wrk_capacity(url: str, secret: str, seconds: int) -> float:
     if not m:
         raise SystemExit(f"wrk gave no figure:\n{out}")
     return float(m.group(1))
+
+
+async def client_ceiling(url: str, secret: str, n: int, concurrency: int) -> float:
+    """Signed single-event POSTs/s from the dispatcher's own HTTP client (aiohttp, `sender.post`,
+    the same keep-alive pool) with no database at all: the most any dispatcher built on it can send."""
+    from mailtrack.webhooks import payload, sender
+
+    body = payload.encode(payload.sample(1))
+    ep = {"id": "bench", "url": url + "/hook"}
+    left = [n]
+    async with sender.client(10, True) as http:
+
+        async def one() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                a = await sender.post(http, ep, [secret], "evt_bench", body, [0], True)
+                if not a.ok:
+                    raise SystemExit(f"the receiver refused the client ceiling's POST: {a}")
+
+        t = time.perf_counter()
+        await asyncio.gather(*[one() for _ in range(concurrency)])
+        return n / (time.perf_counter() - t)
 
 
 # -- the dispatcher side ---------------------------------------------------------------------------------
@@ -160,6 +193,8 @@ async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float) -> 
     from mailtrack.webhooks.dispatcher import Dispatcher
 
     _get(rurl + "/reset")
+    gc.collect()  # as `mailtrack serve` does once started: what is loaded stays out of the collector's scans
+    gc.freeze()
     d = Dispatcher(config, store, poll=0.05)
     t0 = time.perf_counter()
     task = asyncio.create_task(d.run())
@@ -175,6 +210,13 @@ async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float) -> 
         await d.stop()
         await asyncio.wait_for(task, 60)
     return got, took
+
+
+def _run(coro: Any) -> Any:
+    """On uvloop when installed, as `mailtrack serve` runs its dispatcher (cli._run_loop)."""
+    from mailtrack.cli import _run_loop
+
+    return _run_loop(coro)
 
 
 def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, concurrency: int,
@@ -195,14 +237,16 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, c
         proc, rurl = start_receiver([s1])
         try:
             cap = wrk_capacity(rurl, s1, wrk_s)
+            batch_cap = wrk_capacity(rurl, s1, wrk_s, events=100) * 100
+            client_cap = _run(client_ceiling(rurl, s1, min(single, 5000), concurrency))
             with store.write() as conn:
                 wh.update_endpoint(conn, acct, ep_single["id"], time.time(), url=rurl + "/hook")
             fill(store, single)
-            got1, t1 = asyncio.run(dispatch(config, store, rurl, single, max_s))
+            got1, t1 = _run(dispatch(config, store, rurl, single, max_s))
             with store.write() as conn:  # the batch phase: only the batch endpoint wants events now
                 wh.update_endpoint(conn, acct, ep_single["id"], time.time(), url=rurl + "/hook", batch=True)
             fill(store, batch)
-            got2, t2 = asyncio.run(dispatch(config, store, rurl, batch, max_s))
+            got2, t2 = _run(dispatch(config, store, rurl, batch, max_s))
             bad = _get(rurl + "/count")["bad"]
         finally:
             proc.terminate()
@@ -212,14 +256,24 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, c
     print(f"[{engine}] receiver capacity (wrk, keep-alive, 50 conns): {cap:,.0f} POST/s")
     print(f"[{engine}] single events: {got1}/{single} in {t1:.1f}s = {single_rate:,.0f} events/s "
           f"= {single_rate / cap:.2f}x the receiver's capacity (target >= 0.5x)")
+    print(f"[{engine}] the HTTP client's own ceiling (aiohttp, same POSTs, no database): {client_cap:,.0f} POST/s "
+          f"= {client_cap / cap:.2f}x the receiver's capacity; the dispatcher reaches {single_rate / client_cap:.2f}x "
+          "of it")
+    print(f"[{engine}] receiver's own batch ceiling (wrk, 100-event bodies): {batch_cap:,.0f} events/s")
     print(f"[{engine}] batch events:  {got2}/{batch} in {t2:.1f}s = {batch_rate:,.0f} events/s "
-          f"(target >= 20,000/s); bad signatures: {bad}")
-    return {"capacity": cap, "single": single_rate, "batch": batch_rate}
+          f"(target >= 20,000/s; {batch_rate / batch_cap:.2f}x the receiver's ceiling); bad signatures: {bad}")
+    return {"capacity": cap, "single": single_rate, "batch": batch_rate, "batch_ceiling": batch_cap,
+            "client_ceiling": client_cap}
 
 
-def outbox_cost(engine: str, rounds: int = 6, per_round: int = 2000) -> None:
+def outbox_cost(engine: str, pairs: int = 8, per_round: int = 1000) -> None:
     """What writing outbox rows costs submission and delivery results: the same work with the
-    outbox write switched off (the baseline) and on, alternating rounds, in one run."""
+    outbox write switched off (the baseline) and on, in interleaved rounds (off-on, on-off, … so a
+    drift of the machine's load falls on both), in one process and on one database. Each round is
+    timed on its own; printed: the median rate of each side, the median of the per-pair ratios and
+    their spread (min–max), since on a shared machine one round can be off by a lot."""
+    import statistics
+
     from mailtrack.domain.status import Status
     from mailtrack.store import accounts, effects, submit
     from mailtrack.store import delivery as d
@@ -227,39 +281,75 @@ def outbox_cost(engine: str, rounds: int = 6, per_round: int = 2000) -> None:
     from mailtrack.store.submit import NewEmail, NewRecipient
 
     real = effects._write_outbox
-    times: dict[tuple[str, bool], float] = {}
+    rates: dict[tuple[str, bool], list[float]] = {(w, on): [] for w in ("submit", "finish") for on in (False, True)}
+    cpu: dict[tuple[str, bool], list[float]] = {k: [] for k in rates}  # this process's CPU s per 1,000
+    inside = {"s": 0.0}  # time spent in the outbox write itself, in the 'on' rounds
+    on_time = {"submit": 0.0, "finish": 0.0}
+
+    def timed_write(conn: Any, rows: Any) -> None:
+        t = time.perf_counter()
+        real(conn, rows)
+        inside["s"] += time.perf_counter() - t
     with database(engine) as url:
         store = open_store(url)
         with store.write() as conn:
             acct = accounts.get_or_create_account(conn, "bench")
-        for r in range(rounds):
-            on = r % 2 == 1
-            effects._write_outbox = real if on else (lambda conn, rows: None)  # type: ignore[assignment]
+
+        def one_round(tag: str, on: bool) -> None:
+            effects._write_outbox = timed_write if on else (lambda conn, rows: None)  # type: ignore[assignment]
             try:
-                t = time.perf_counter()
+                inside["s"] = 0.0
+                t, c = time.perf_counter(), time.process_time()
                 for start in range(0, per_round, 500):  # 10 emails x 50 recipients per transaction
                     with store.write() as conn:
                         submit.submit(conn, acct, [NewEmail("b@acme.example", [
-                            NewRecipient("", f"r{r}-{start + e * 50 + j}@example.com", "to") for j in range(50)],
+                            NewRecipient("", f"r{tag}-{start + e * 50 + j}@example.com", "to") for j in range(50)],
                             "Invoice", text="hi") for e in range(10)])
-                times[("submit", on)] = times.get(("submit", on), 0.0) + time.perf_counter() - t
+                took = time.perf_counter() - t
+                rates[("submit", on)].append(per_round / took)
+                cpu[("submit", on)].append((time.process_time() - c) / per_round * 1000)
+                if on:
+                    on_time["submit"] += took
+                    inside["submit"] = inside.get("submit", 0.0) + inside["s"]
+                inside["s"] = 0.0
                 with store.write() as conn:
                     claimed = d.claim(conn, "bench", time.time(), 60, per_round).recipients
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 for start in range(0, len(claimed), 100):  # the worker records results per batch
                     with store.write() as conn:
                         d.finish(conn, "bench", [d.Finished(c.id, Status.SENT, last_reply="250 ok", attempts=1,
                                                             first_attempt_at=time.time())
                                                  for c in claimed[start:start + 100]])
-                times[("finish", on)] = times.get(("finish", on), 0.0) + time.perf_counter() - t
+                took = time.perf_counter() - t
+                rates[("finish", on)].append(len(claimed) / took)
+                cpu[("finish", on)].append((time.process_time() - c) / max(len(claimed), 1) * 1000)
+                if on:
+                    on_time["finish"] += took
+                    inside["finish"] = inside.get("finish", 0.0) + inside["s"]
             finally:
                 effects._write_outbox = real
+
+        one_round("warm", True)  # caches, statement compilation: not counted
+        for k in rates:
+            rates[k].clear()
+            cpu[k].clear()
+        inside.update(submit=0.0, finish=0.0)
+        on_time.update(submit=0.0, finish=0.0)
+        for p in range(pairs):
+            order = (False, True) if p % 2 == 0 else (True, False)
+            for on in order:
+                one_round(f"{p}{'on' if on else 'off'}", on)
         store.dispose()
-    n = per_round * rounds / 2
     for what in ("submit", "finish"):
-        off, on_ = n / times[(what, False)], n / times[(what, True)]
-        print(f"[{engine}] {what}: {off:,.0f} recipients/s without the outbox (baseline), {on_:,.0f}/s with it "
-              f"= {on_ / off:.2f}x (target >= 0.90x)")
+        off, on_ = rates[(what, False)], rates[(what, True)]
+        ratios = sorted(b / a for a, b in zip(off, on_, strict=True))
+        print(f"[{engine}] {what}: {statistics.median(off):,.0f} recipients/s without the outbox (baseline, median "
+              f"of {len(off)}), {statistics.median(on_):,.0f}/s with it; per-pair ratio median "
+              f"{statistics.median(ratios):.2f}x (spread {ratios[0]:.2f}-{ratios[-1]:.2f}; target >= 0.90x)")
+        c_off, c_on = statistics.median(cpu[(what, False)]), statistics.median(cpu[(what, True)])
+        print(f"[{engine}] {what}: this process's CPU per 1,000 recipients {c_off * 1000:.0f} ms without, "
+              f"{c_on * 1000:.0f} ms with = {c_off / c_on:.2f}x; time inside the outbox write: "
+              f"{inside[what] / on_time[what]:.1%} of the 'on' rounds (a cost of <= 10% is the target)")
 
 
 def main() -> None:
@@ -270,12 +360,16 @@ def main() -> None:
     ap.add_argument("--wrk-seconds", type=int, default=5)
     ap.add_argument("--max-seconds", type=float, default=60)
     ap.add_argument("--skip-outbox-cost", action="store_true")
+    ap.add_argument("--outbox-cost-only", action="store_true")
+    ap.add_argument("--pairs", type=int, default=8, help="off/on round pairs of the outbox cost comparison")
     ap.add_argument("--concurrency", type=int, default=50,
                     help="WEBHOOK_CONCURRENCY for the run: 50, the connections wrk gets for the baseline")
     a = ap.parse_args()
     for engine in a.engines.split(","):
         if not a.skip_outbox_cost:
-            outbox_cost(engine)
+            outbox_cost(engine, a.pairs)
+        if a.outbox_cost_only:
+            continue
         run_engine(engine, a.single, a.batch, a.wrk_seconds, a.max_seconds, a.concurrency)
 
 

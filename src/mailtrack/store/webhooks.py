@@ -24,10 +24,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from ..errors import NotFound
 from .ids import new_id
 from .schema import (
-    clients,
-    emails,
     links,
-    recipients,
     webhook_attempts,
     webhook_deliveries,
     webhook_endpoints,
@@ -126,32 +123,86 @@ def _wants(events_json: str, type_: str) -> bool:
     return "*" in wanted or type_ in wanted
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    endpoint_id: str
+    outbox_id: int
+    attempts: int
+    created_at: float
+
+
 # -- fan-out ----------------------------------------------------------------------------------------
 
-def fan_out(conn: Connection, now: float, limit: int = 2000) -> int:
-    """Turn up to ``limit`` new outbox rows into deliveries for the endpoints that want them."""
-    q = (select(webhook_outbox.c.id, webhook_outbox.c.account_id, webhook_outbox.c.type)
-         .where(webhook_outbox.c.fanned == False).order_by(webhook_outbox.c.id).limit(limit))  # noqa: E712
+def _ids_sql(conn: Connection, col: str, ids: list[int]) -> tuple[str, tuple[Any, ...]]:
+    """``col`` is one of ``ids``: one array parameter on PostgreSQL, an IN list on SQLite."""
     if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    rows = conn.execute(q).all()
+        return f"{col} = ANY(%s)", (ids,)
+    return f"{col} IN ({', '.join('?' * len(ids))})", tuple(ids)
+
+
+def _fetch(conn: Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    """All rows of a statement, by the driver's own cursor in one ``fetchall``: for the thousands of
+    rows a dispatcher cycle reads, row-by-row fetching costs more than the SQL itself."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
+def _chunks(ids: list[int], n: int = 2000) -> list[list[int]]:
+    return [ids[i:i + n] for i in range(0, len(ids), n)]
+
+
+def fan_out(conn: Connection, now: float, limit: int = 4000, owner: str | None = None,
+            lease: float = 0.0) -> list[Claimed]:
+    """Turn up to ``limit`` new outbox rows into deliveries for the endpoints that want them.
+
+    Set-based: one ``INSERT … SELECT`` per endpoint concerned and one ``UPDATE`` marking the rows
+    fanned, so no delivery row passes through Python. On SQLite the write lock is held, so the new
+    rows are exactly the unfanned ones between the first and the last id taken; on PostgreSQL the
+    rows are locked (SKIP LOCKED: another dispatcher takes the next ones) and named by id.
+
+    With an ``owner``, the new deliveries are born claimed by it (leased until ``now + lease``) and
+    returned: a fresh event costs no separate claim. Without, they are due now for anyone.
+    """
+    pg = conn.dialect.name == "postgresql"
+    q = (f"SELECT id, account_id FROM webhook_outbox WHERE {'NOT fanned' if pg else 'fanned = 0'} "
+         f"ORDER BY id LIMIT {int(limit)}" + (" FOR UPDATE SKIP LOCKED" if pg else ""))
+    rows = _fetch(conn, q, ())
     if not rows:
-        return 0
-    accounts = sorted({r.account_id for r in rows})
-    eps: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for e in conn.execute(select(webhook_endpoints.c.id, webhook_endpoints.c.account_id,
-                                 webhook_endpoints.c.events_json)
-                          .where(webhook_endpoints.c.account_id.in_(accounts), webhook_endpoints.c.enabled)):
-        eps[int(e.account_id)].append((e.id, e.events_json))
-    new = [{"endpoint_id": eid, "outbox_id": r.id, "state": "pending", "attempts": 0, "next_attempt_at": now,
-            "lease_owner": None, "created_at": now, "done_at": None}
-           for r in rows for eid, wanted in eps.get(int(r.account_id), []) if _wants(wanted, r.type)]
-    if new:
-        conn.execute(insert(webhook_deliveries), new)
-    ids = [r.id for r in rows]
-    for i in range(0, len(ids), 500):
-        conn.execute(update(webhook_outbox).where(webhook_outbox.c.id.in_(ids[i:i + 500])).values(fanned=True))
-    return len(new)
+        return []
+    ids = [int(r[0]) for r in rows]
+    accounts = sorted({int(r[1]) for r in rows})
+    eps = conn.execute(select(webhook_endpoints.c.id, webhook_endpoints.c.account_id, webhook_endpoints.c.events_json)
+                       .where(webhook_endpoints.c.account_id.in_(accounts), webhook_endpoints.c.enabled)
+                       .order_by(webhook_endpoints.c.id)).all()
+    ph = "%s" if pg else "?"
+    which_args: tuple[Any, ...]
+    if pg:
+        which, which_args = "id = ANY(%s)", (ids,)
+    else:
+        which, which_args = "fanned = 0 AND id BETWEEN ? AND ?", (ids[0], ids[-1])
+    due = now + lease if owner is not None else now
+    made: list[Claimed] = []
+    for e in eps:
+        wanted = sorted(set(json.loads(e.events_json)))
+        types, type_args = "", ()
+        if "*" not in wanted:
+            types, type_args = f" AND type IN ({', '.join([ph] * len(wanted))})", tuple(wanted)
+        got = _fetch(conn,
+            "INSERT INTO webhook_deliveries (endpoint_id, outbox_id, state, attempts, next_attempt_at, lease_owner, "
+            f"created_at) SELECT {ph}, id, 'pending', 0, {ph}, {ph}, {ph} FROM webhook_outbox "
+            f"WHERE {which} AND account_id = {ph}{types} ORDER BY id RETURNING id, outbox_id",
+            (e.id, due, owner, now, *which_args, int(e.account_id), *type_args))
+        made.extend(Claimed(int(r[0]), e.id, int(r[1]), 0, now) for r in got)
+    conn.exec_driver_sql(f"UPDATE webhook_outbox SET fanned = {'true' if pg else '1'} WHERE {which}", which_args)
+    made.sort(key=lambda c: c.id)
+    return made
 
 
 def replay(conn: Connection, account_id: int, endpoint_id: str, now: float, since: float | None = None,
@@ -176,34 +227,21 @@ def replay(conn: Connection, account_id: int, endpoint_id: str, now: float, sinc
 
 # -- the delivery queue -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    endpoint_id: str
-    outbox_id: int
-    attempts: int
-    created_at: float
-
-
 def claim(conn: Connection, owner: str, now: float, lease: float, limit: int) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries of enabled endpoints to ``owner``."""
-    due = (select(webhook_deliveries.c.id)
-           .select_from(webhook_deliveries.join(webhook_endpoints,
-                                                webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id))
-           .where(webhook_deliveries.c.next_attempt_at <= now, webhook_endpoints.c.enabled)
-           .order_by(webhook_deliveries.c.next_attempt_at).limit(limit))  # index order: no sort of the backlog
-    if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=webhook_deliveries)
-    ids = [int(i) for i in conn.execute(due).scalars()]
-    if not ids:
-        return []
-    stmt = (update(webhook_deliveries).where(webhook_deliveries.c.id.in_(ids))
-            .values(lease_owner=owner, next_attempt_at=now + lease)
-            .returning(webhook_deliveries.c.id, webhook_deliveries.c.endpoint_id, webhook_deliveries.c.outbox_id,
-                       webhook_deliveries.c.attempts, webhook_deliveries.c.created_at))
-    out = [Claimed(int(r.id), r.endpoint_id, int(r.outbox_id), int(r.attempts), float(r.created_at))
-           for r in conn.execute(stmt)]
-    return sorted(out, key=lambda c: c.id)
+    """Lease up to ``limit`` due deliveries of enabled endpoints to ``owner``, in one statement."""
+    pg = conn.dialect.name == "postgresql"
+    ph = "%s" if pg else "?"
+    rows = _fetch(conn,
+        f"UPDATE webhook_deliveries SET lease_owner = {ph}, next_attempt_at = {ph} WHERE id IN ("
+        "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+        f"WHERE d.next_attempt_at <= {ph} AND e.enabled "
+        # index order: no sort of the whole backlog
+        f"ORDER BY d.next_attempt_at LIMIT {int(limit)}" + (" FOR UPDATE OF d SKIP LOCKED" if pg else "") + ") "
+        "RETURNING id, endpoint_id, outbox_id, attempts, created_at",
+        (owner, now + lease, now))
+    out = [Claimed(int(r[0]), r[1], int(r[2]), int(r[3]), float(r[4])) for r in rows]
+    out.sort(key=lambda c: c.id)
+    return out
 
 
 def extend(conn: Connection, owner: str, ids: list[int], until: float) -> None:
@@ -264,10 +302,12 @@ def record_attempts(conn: Connection, attempts: list[Attempt], owner: str, retry
          "status_code": a.status_code, "latency_ms": a.latency_ms, "response": a.response, "error": a.error}
         for a in attempts])
     done = [d for a in attempts if a.ok for d in a.delivery_ids]
-    for i in range(0, len(done), 500):
-        conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id.in_(done[i:i + 500])).values(
-            state="delivered", done_at=attempts[0].at, next_attempt_at=None, lease_owner=None,
-            attempts=webhook_deliveries.c.attempts + 1))
+    ph = "%s" if conn.dialect.name == "postgresql" else "?"
+    for chunk in _chunks(done):
+        which, args = _ids_sql(conn, "id", chunk)
+        conn.exec_driver_sql(
+            f"UPDATE webhook_deliveries SET state = 'delivered', done_at = {ph}, next_attempt_at = NULL, "
+            f"lease_owner = NULL, attempts = attempts + 1 WHERE {which}", (attempts[0].at, *args))
     failed = [(d, a.at) for a in attempts if not a.ok for d in a.delivery_ids]
     for d, at in failed:
         nxt = retry_at.get(d)
@@ -327,28 +367,35 @@ def pending_count(conn: Connection) -> int:
     return int(a) + int(b)
 
 
+_PAYLOAD_COLS = ("id", "account_id", "recipient_id", "email_id", "type", "at", "seq", "status", "reason", "data_json",
+                 "subject", "source_type", "source_reference", "source_event", "metadata_json", "client_ref",
+                 "address", "kind", "recipient_reason", "last_reply")
+_PAYLOAD_SQL = (
+    "SELECT o.id, o.account_id, o.recipient_id, o.email_id, o.type, o.at, o.seq, o.status, o.reason, o.data_json, "
+    "e.subject, e.source_type, e.source_reference, e.source_event, e.metadata_json, c.external_ref, "
+    "r.address, r.kind, r.reason, r.last_reply "
+    "FROM webhook_outbox o JOIN emails e ON e.id = o.email_id JOIN recipients r ON r.id = o.recipient_id "
+    "LEFT JOIN clients c ON c.id = e.client_id WHERE ")
+
+
 def outbox_rows(conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
-    """Outbox rows with what their payload needs from the email, the recipient and the client."""
+    """Outbox rows with what their payload needs from the email, the recipient and the client.
+
+    One joined query per 2,000 rows, plain driver tuples (this runs for every event sent).
+    """
     out: dict[int, dict[str, Any]] = {}
-    cols = (webhook_outbox, emails.c.subject, emails.c.source_type, emails.c.source_reference,
-            emails.c.source_event, emails.c.metadata_json, clients.c.external_ref.label("client_ref"),
-            recipients.c.address, recipients.c.kind, recipients.c.reason.label("recipient_reason"),
-            recipients.c.last_reply)
-    j = (webhook_outbox.join(emails, emails.c.id == webhook_outbox.c.email_id)
-         .join(recipients, recipients.c.id == webhook_outbox.c.recipient_id)
-         .outerjoin(clients, clients.c.id == emails.c.client_id))
-    for i in range(0, len(ids), 500):
-        q = select(*cols).select_from(j).where(webhook_outbox.c.id.in_(ids[i:i + 500]))
-        out.update({int(r["id"]): dict(r) for r in conn.execute(q).mappings()})
-    wanted = {(r["email_id"], int(json.loads(r["data_json"]).get("link", -1)))
-              for r in out.values() if r["type"] == "clicked" and r["data_json"]}
+    for chunk in _chunks(sorted(set(ids))):
+        which, args = _ids_sql(conn, "o.id", chunk)
+        for r in _fetch(conn, _PAYLOAD_SQL + which, args):
+            out[int(r[0])] = dict(zip(_PAYLOAD_COLS, r, strict=True))
+    clicks = [r for r in out.values() if r["type"] == "clicked" and r["data_json"]]
+    wanted = {(r["email_id"], int(json.loads(r["data_json"]).get("link", -1))) for r in clicks}
     urls: dict[tuple[str, int], str] = {}
     for email_id in sorted({e for e, _ in wanted}):
         for lk in conn.execute(select(links.c.idx, links.c.url).where(links.c.email_id == email_id)):
             urls[(email_id, int(lk.idx))] = lk.url
-    for r in out.values():
-        if r["type"] == "clicked" and r["data_json"]:
-            r["url"] = urls.get((r["email_id"], int(json.loads(r["data_json"]).get("link", -1))))
+    for r in clicks:
+        r["url"] = urls.get((r["email_id"], int(json.loads(r["data_json"]).get("link", -1))))
     return out
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import secrets
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,7 +32,14 @@ from . import payload, retry, sender
 log = logging.getLogger("mailtrack.webhooks")
 
 BATCH_SIZE = 100
-MAX_QUEUED = 2000  # claimed but not yet sent, all endpoints together
+MAX_QUEUED = 4000  # claimed and waiting for a POST, all endpoints together (POSTs in flight not counted)
+REFILL_BELOW = MAX_QUEUED // 2  # claim again once the queue is down to this: few, large claims
+# The cycle's thread and the event loop hand the GIL back and forth: the database driver lets it go
+# around every call, and taking it back waits out the loop's whole switch interval (5 ms by
+# default) while the loop is busy — a cycle of a few dozen statements then takes 100+ ms, and the
+# loop waits as long for the thread. A short interval measured 3x the single-event rate
+# (bench/webhooks.py). It is process-wide; `mailtrack serve`'s other threads wait less too.
+SWITCH_INTERVAL = 0.0005
 POLL = 0.25
 GATHER = 0.02
 
@@ -41,7 +49,7 @@ class _Queue:
     """One endpoint's claimed deliveries and the POSTs draining them."""
 
     endpoint: dict[str, Any]
-    items: deque[tuple[wh.Claimed, dict[str, Any]]] = field(default_factory=deque)
+    items: deque[tuple[wh.Claimed, bytes]] = field(default_factory=deque)
     active: int = 0
 
 
@@ -73,15 +81,24 @@ class Dispatcher:
     def queued(self) -> int:
         return sum(len(q.items) + q.active for q in self._queues.values())
 
+    def waiting(self) -> int:
+        """Claimed events no POST has taken yet."""
+        return sum(len(q.items) for q in self._queues.values())
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         async with sender.client(self.config.webhook_timeout, self.config.webhook_allow_private) as http:
             self._http = http
             while not self._stopping:
                 attempts, retry_at = self._take_finished()
                 held = list(self._created) if time.monotonic() - self._renewed > self.lease / 3 else []
                 try:
-                    claimed, eps, rows, fanned = await asyncio.to_thread(self._cycle_sync, attempts, retry_at, held)
+                    waiting = self.waiting()
+                    room = MAX_QUEUED - waiting if waiting <= REFILL_BELOW else 0
+                    claimed, eps, rows, fanned = await asyncio.to_thread(self._cycle_sync, attempts, retry_at, held,
+                                                                         room)
                 except Exception:  # the store may be away for a while: keep trying, never die
                     log.exception("webhook dispatcher cycle failed; retrying")
                     self._finished[:0] = attempts
@@ -90,6 +107,7 @@ class Dispatcher:
                     continue
                 if claimed:
                     self._enqueue(claimed, eps, rows)
+                    await asyncio.sleep(0)  # let the new POSTs start before the next cycle
                 if not (fanned or claimed):
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -119,24 +137,27 @@ class Dispatcher:
         retry_at, self._retry_at = self._retry_at, {}
         return attempts, retry_at
 
-    def _cycle_sync(self, attempts: list[wh.Attempt], retry_at: dict[int, float | None], held: list[int]) -> tuple[
-            list[wh.Claimed], dict[str, dict[str, Any]], dict[int, dict[str, Any]], int]:
-        """One transaction: record finished attempts, renew held leases, fan out, claim."""
+    def _cycle_sync(self, attempts: list[wh.Attempt], retry_at: dict[int, float | None], held: list[int],
+                    room: int) -> tuple[
+            list[wh.Claimed], dict[str, dict[str, Any]], dict[int, bytes], int]:
+        """One transaction: record finished attempts, renew held leases, fan out, claim; then (out of
+        the transaction, still off the event loop) encode the claimed events' payloads."""
         now = time.time()
-        room = MAX_QUEUED - self.queued()
         with self.store.write() as conn:
             wh.record_attempts(conn, attempts, self.owner, retry_at, self.config.webhook_max_age)
             if held:
                 wh.extend(conn, self.owner, held, now + self.lease)
                 self._renewed = time.monotonic()
-            fanned = wh.fan_out(conn, now)
+            # retries and expired leases first, then new events, born claimed by this process
             claimed = wh.claim(conn, self.owner, now, self.lease, room) if room > 0 else []
+            fresh = wh.fan_out(conn, now, room - len(claimed), self.owner, self.lease) if room > len(claimed) else []
+            claimed += fresh
+            fanned = len(fresh)
             eps = wh.endpoints_by_id(conn, {c.endpoint_id for c in claimed}) if claimed else {}
             rows = wh.outbox_rows(conn, [c.outbox_id for c in claimed]) if claimed else {}
-        return claimed, eps, rows, fanned
+        return claimed, eps, payload.encode_many(rows), fanned
 
-    def _enqueue(self, claimed: list[wh.Claimed], eps: dict[str, dict[str, Any]],
-                 rows: dict[int, dict[str, Any]]) -> None:
+    def _enqueue(self, claimed: list[wh.Claimed], eps: dict[str, dict[str, Any]], rows: dict[int, bytes]) -> None:
         for c in claimed:
             row = rows.get(c.outbox_id)
             if row is None:  # the email was deleted: nothing left to say
@@ -149,7 +170,7 @@ class Dispatcher:
                 q = self._queues[c.endpoint_id] = _Queue(eps[c.endpoint_id])
             q.endpoint = eps[c.endpoint_id]
             self._created[c.id] = (c.attempts, c.created_at)
-            q.items.append((c, payload.build(row)))
+            q.items.append((c, row))
         for eid, q in self._queues.items():
             want = min(self.config.webhook_concurrency, len(q.items)) - q.active
             for _ in range(max(want, 0)):
@@ -165,11 +186,11 @@ class Dispatcher:
                 take = [q.items.popleft() for _ in range(min(n, len(q.items)))]
                 ids = [c.id for c, _ in take]
                 if q.endpoint["batch"]:
-                    body: Any = [p for _, p in take]
+                    body = payload.join([p for _, p in take])
                     msg_id = f"msg_{ids[0]}_{len(ids)}"
                 else:
                     body = take[0][1]
-                    msg_id = body["id"]
+                    msg_id = f"evt_{take[0][0].outbox_id}"
                 now = time.time()
                 attempt = await sender.post(self._http, q.endpoint, wh.signing_secrets(q.endpoint, now), msg_id,
                                             body, ids, self.config.webhook_allow_private)

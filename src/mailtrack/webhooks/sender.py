@@ -9,16 +9,16 @@ IP-literal hosts skip resolvers, so ``post`` checks those itself.
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
 import time
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ..store.webhooks import RESPONSE_KEPT, Attempt
-from . import guard, signing
+from . import guard, payload, signing
 
 
 class GuardedResolver(AbstractResolver):
@@ -57,25 +57,41 @@ def _literal_refused(host: str) -> str | None:
     return guard.refused(host)
 
 
+@lru_cache(maxsize=1024)
+def _url_refused(url: str, allow_private: bool) -> str | None:
+    """Why this URL may not be posted to before any DNS (its form, an IP-literal host), or None.
+
+    A function of the URL alone, so it is worked out once per URL, not once per POST.
+    """
+    try:
+        target = guard.parse(url)
+    except guard.UnsafeURL as e:
+        return str(e)
+    why = None if allow_private else _literal_refused(target.host)
+    return None if why is None else f"{target.host} is a {why} address"
+
+
 async def post(http: aiohttp.ClientSession, endpoint: dict[str, Any], secrets: list[str], msg_id: str,
                body: Any, delivery_ids: list[int], allow_private: bool) -> Attempt:
-    """POST one event (or a batch) to the endpoint and say what happened; never raises for the network."""
+    """POST one event (or a batch) to the endpoint and say what happened; never raises for the network.
+
+    ``body`` is the JSON already encoded (bytes), or what to encode.
+    """
     started = time.time()
     t0 = time.perf_counter()
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    data = body if isinstance(body, bytes) else payload.encode(body)
 
     def done(code: int | None, response: str | None, error: str | None) -> Attempt:
         return Attempt(endpoint["id"], delivery_ids, started, code, int((time.perf_counter() - t0) * 1000),
                        response, error)
 
     try:
-        target = guard.parse(endpoint["url"])
-        why = None if allow_private else _literal_refused(target.host)
+        why = _url_refused(endpoint["url"], allow_private)
         if why is not None:
-            raise guard.UnsafeURL(f"{target.host} is a {why} address")
+            raise guard.UnsafeURL(why)
         hdrs = {"content-type": "application/json", "user-agent": "mailtrack-webhooks/1",
-                **signing.headers(secrets, msg_id, int(started), text)}
-        async with http.post(endpoint["url"], data=text.encode(), headers=hdrs, allow_redirects=False) as resp:
+                **signing.headers(secrets, msg_id, int(started), data.decode())}
+        async with http.post(endpoint["url"], data=data, headers=hdrs, allow_redirects=False) as resp:
             got = await resp.content.read(RESPONSE_KEPT)
             code = resp.status
     except guard.UnsafeURL as e:
