@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.utils import getaddresses
 
@@ -29,6 +29,10 @@ _BARE = re.compile(rb"\r?\n|\r")
 # a '.' line next to a bare LF or CR: what SMTP smuggling uses to end DATA early at a laxer server
 _SMUGGLE = re.compile(rb"(?:(?<!\r)\n|\r(?!\n))\.(?:\r?\n|\r)|\r\n\.(?:\n|\r(?!\n))")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# one plain address, bracketed or not: what most applications write, read without the RFC 5322 parser
+_PLAIN = re.compile(rf"[ \t]*(?:<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+                    rf"|({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*))[ \t]*")
 _METADATA_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _KNOWN = ("x-mailtrack-source-type", "x-mailtrack-source-reference", "x-mailtrack-source-event",
           "x-mailtrack-client", "x-mailtrack-tracking")
@@ -74,8 +78,11 @@ def _one(msg: Message, name: str) -> str | None:
 
 def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """(display name, normalised address) for each address in the header(s) ``name``."""
-    out = []
-    for dn, addr in getaddresses([_FOLD.sub("", str(v)) for v in msg.get_all(name) or []]):
+    out: list[tuple[str, str]] = []
+    values = [_FOLD.sub("", str(v)) for v in msg.get_all(name) or []]
+    plain = _PLAIN.fullmatch(values[0]) if len(values) == 1 else None
+    found = [("", plain.group(1) or plain.group(2))] if plain is not None else getaddresses(values)
+    for dn, addr in found:
         if not addr:
             continue
         try:
@@ -157,6 +164,19 @@ def _bodies(msg: Message) -> tuple[str | None, str | None]:
     return text, html
 
 
+def _parse(raw: bytes) -> Message:
+    """The message as compat32 parses it, parsing only the header block when the body is a single part."""
+    # The feed parser walks the body line by line; a single-part body is its payload unchanged, so it is set
+    # directly. Multipart and message/* bodies, and header blocks the parser finds defects in, go the full way.
+    blank = raw.find(b"\r\n\r\n")
+    if blank != -1:
+        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[:blank + 2])
+        if not msg.defects and not msg.get_payload() and msg.get_content_maintype() not in ("multipart", "message"):
+            msg.set_payload(raw[blank + 4:].decode("ascii", "surrogateescape"))  # as BytesParser decodes it
+            return msg
+    return BytesParser(policy=compat32).parsebytes(raw)  # compat32: several times cheaper than policy.default
+
+
 def to_new_email(raw: bytes, rcpt_tos: Sequence[str]) -> NewEmail:
     """Build the API's NewEmail from a submitted message; raises Refused with the reply naming the problem."""
     crlf = raw.count(b"\r\n")
@@ -165,7 +185,7 @@ def to_new_email(raw: bytes, rcpt_tos: Sequence[str]) -> NewEmail:
             raise Refused("554 5.6.0 a '.' line next to a bare LF or CR (SMTP smuggling) is refused; "
                           "end lines with CRLF")
         raw = _BARE.sub(b"\r\n", raw)  # other bare LFs (legacy clients) become CRLF, as Postfix normalises them
-    msg = BytesParser(policy=compat32).parsebytes(raw)  # compat32: several times cheaper than policy.default
+    msg = _parse(raw)
     senders = _addresses(msg, "From")
     if len(senders) != 1:
         raise _bad("From", "the message needs exactly one From address")
