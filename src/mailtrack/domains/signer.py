@@ -54,6 +54,7 @@ class DkimSigner:
         self._next = 0.0
         self._lock = threading.Lock()
         self.signed = 0
+        self.prepared_in_pool = 0  # recipients composed and signed by the signing processes
         n = default_processes() if processes is None else processes
         self.pool = SignPool(n) if n > 0 else None
         self.pool_threshold = pool_threshold
@@ -175,6 +176,7 @@ class DkimSigner:
             out.append((order[pos:pos + n], future))
             pos += n
         self.signed += sum(len(w.recipients) for w in work if w.sign_as is not None)
+        self.prepared_in_pool += len(items)
         return out
 
     def close(self) -> None:
