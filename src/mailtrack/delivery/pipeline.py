@@ -60,14 +60,14 @@ class Signer(Protocol):
     def sign_many(self, items: list[tuple[EmailSource, Outgoing]]) -> list[Outgoing]: ...
 
     def prepare_many(self, setup: tuple[str, str, str, tuple[str, ...]], items: list[tuple[EmailSource, str, str]]
-                     ) -> list[tuple[list[int], Future[list[Outgoing | str]]]] | None: ...
+                     ) -> list[tuple[list[int], Future[list[tuple[str, bytes] | str]]]] | None: ...
 
     def warm(self) -> None: ...
 
     def close(self) -> None: ...
 
 
-Prepared = list[tuple[list[dstore.Claimed], "Future[list[Outgoing | str]]"]]
+Prepared = list[tuple[list[dstore.Claimed], "Future[list[tuple[str, bytes] | str]]"]]
 
 
 def smtp_transport(config: Config, throttle: Throttle | None = None) -> TransportFactory:

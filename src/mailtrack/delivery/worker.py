@@ -279,11 +279,15 @@ class Worker:
         self._routing.add(task)
         task.add_done_callback(self._routing.discard)
 
-    async def _when_prepared(self, claims: list[dstore.Claimed], future: Future[list[Outgoing | str]]) -> None:
+    async def _when_prepared(self, claims: list[dstore.Claimed],
+                             future: Future[list[tuple[str, bytes] | str]]) -> None:
         """Route and send a chunk once the signing processes have composed and signed it."""
         now = time.time()
+        results: list[Outgoing | str]
         try:
-            results: list[Outgoing | str] = await asyncio.wrap_future(future)
+            prepared: list[tuple[str, bytes] | str] = await asyncio.wrap_future(future)
+            results = [r if isinstance(r, str) else Outgoing(c.id, r[0], c.address, r[1])
+                       for c, r in zip(claims, prepared, strict=True)]
         except Exception:  # a signing process died: compose and sign here, nothing is lost
             log.exception("the signing processes failed a chunk of %d; preparing it here", len(claims))
             ready, failed = await asyncio.to_thread(self._prepare_again, claims, now)

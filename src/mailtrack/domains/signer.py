@@ -147,7 +147,7 @@ class DkimSigner:
             self.pool.warm()
 
     def prepare_many(self, setup: ComposerSetup, items: list[tuple[EmailSource, str, str]]
-                     ) -> list[tuple[list[int], Future[list[Outgoing | str]]]] | None:
+                     ) -> list[tuple[list[int], Future[list[tuple[str, bytes] | str]]]] | None:
         """compose → sign for ``(email, recipient id, address)`` items in the signing processes: (the items'
         indexes, their future messages or error strings) per chunk. None (do it here) when there is no
         pool, the batch is small, or none of it is signed (composing alone is not worth the round trip)."""
@@ -169,7 +169,7 @@ class DkimSigner:
                 sign_as = SignAs(ident.domain, ident.selector, ident.der) if ident is not None else None
                 work.append(Work(email, [(rid, address)], ident.return_path if ident else None, sign_as))
             order.append(i)
-        out: list[tuple[list[int], Future[list[Outgoing | str]]]] = []
+        out: list[tuple[list[int], Future[list[tuple[str, bytes] | str]]]] = []
         pos = 0
         for chunk, future in self.pool.prepare(setup, work):
             n = sum(len(w.recipients) for w in chunk)
