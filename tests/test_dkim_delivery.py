@@ -144,3 +144,56 @@ async def test_batch_signing_in_worker_processes_verifies(sqlite_store: Store, d
         assert o.recipient_id == before.recipient_id and o.data.endswith(before.data)
         ok, report = await asyncio.to_thread(verify, o.data, resolver)
         assert ok, report
+
+
+@needs_mail_dkim
+async def test_batches_composed_and_signed_in_the_signing_processes_verify(any_store: Store, dns: tuple[Zone, str],
+                                                                          tmp_path: Path) -> None:
+    """A batch big enough for the signing processes: they compose and sign every recipient's message there;
+    each one captured is that recipient's own, personalised, and verifies with Mail::DKIM."""
+    from mailtrack.domains.signer import DkimSigner
+
+    zone, resolver = dns
+    url = any_store.engine.url.render_as_string(hide_password=False)
+    async with capture_server() as cap:
+        config = make_config(tmp_path, database_url=url, dns_resolver=resolver,
+                             transport_map=f"x.test=127.0.0.1:{cap.port}", **FAST)
+        api = Api(any_store, config)
+        env = {"MAILTRACK_DATABASE_URL": url, "MAILTRACK_SECRET_KEY": "test-secret",
+               "MAILTRACK_DNS_RESOLVER": resolver, "MAILTRACK_BOUNCE_DOMAIN": config.bounce_domain}
+        await asyncio.to_thread(cli, env, "domain", "add", "acme.example", "--account", "acme")
+        shown = json.loads(await asyncio.to_thread(cli, env, "domain", "show", "acme.example", "--json"))
+        for rec in shown["records"]:
+            zone.set(rec["name"], rec["type"], rec["value"])
+        checked = json.loads(await asyncio.to_thread(cli, env, "domain", "check", "acme.example", "--json"))
+        assert checked["signing"] is True, checked
+        n = 12
+        body = {"from": "Acme Billing <billing@acme.example>", "to": [f"c{i}@x.test" for i in range(n)],
+                "subject": "Invoice INV-7 — ready", "html": HTML, "text": "Invoice INV-7", "tracking": True,
+                "source": {"type": "invoice", "reference": "INV-7"}}
+        r = api.post("/api/v1/emails", body)
+        assert r.status_code == 202, r.text
+        email_id = r.json()["id"]
+        signer = DkimSigner(any_store, config, processes=2, pool_threshold=4)
+        worker = Worker(config, any_store, signer=signer)
+
+        def all_sent() -> bool:
+            got = api.get(f"/api/v1/emails/{email_id}").json()
+            return len(cap.messages) >= n and all(x["status"] == "sent" for x in got["recipients"])
+
+        await run_until(worker, all_sent, timeout=120)
+    assert signer.prepared_in_pool == n  # the path under test: none of them was composed in the service
+    assert sorted(m.rcpt_tos[0] for m in cap.messages) == sorted(f"c{i}@x.test" for i in range(n))
+    ids = set()
+    for m in cap.messages:
+        ok, report = await asyncio.to_thread(verify, m.data, resolver)
+        assert ok, report
+        assert f"pass d=acme.example s={checked['selector']}" in report
+        msg = email.message_from_bytes(m.data, policy=policy.default)
+        rid = tokens.recipient_from_verp("test-secret", m.mail_from)
+        assert rid is not None
+        assert rid in str(msg["Message-ID"])  # this recipient's own message, not another's
+        html = msg.get_body(("html",))
+        assert html is not None and str(html.get_content()).count("/c/") == 5
+        ids.add(str(msg["Message-ID"]))
+    assert len(ids) == n

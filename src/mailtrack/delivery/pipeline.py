@@ -7,10 +7,11 @@
     classify  Reply | RouteFailure | our own error → Finished (status, reason, next attempt)
     record    a batch of Finished → the store, one transaction, through the status-change core
 
-The steps know nothing about concurrency: the ``Worker`` claims, leases, runs compose+sign in a
-thread, awaits route, hands jobs to the transport and groups results for ``record``. The transport
-is injected (``transport=`` a factory taking the reply callback), like the resolver, so a test can
-put any sender at that seam; the default is ``smtp.Sender``.
+The steps know nothing about concurrency: the ``Worker`` claims, leases, runs compose+sign (in the
+signing processes for a batch with signed mail — ``prepare_remote`` — else in a thread), awaits
+route, hands jobs to the transport and groups results for ``record``. The transport is injected
+(``transport=`` a factory taking the reply callback), like the resolver, so a test can put any sender
+at that seam; the default is ``smtp.Sender``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Protocol
 
 from sqlalchemy import Connection
@@ -57,7 +59,15 @@ class Signer(Protocol):
 
     def sign_many(self, items: list[tuple[EmailSource, Outgoing]]) -> list[Outgoing]: ...
 
+    def prepare_many(self, setup: tuple[str, str, str, tuple[str, ...]], items: list[tuple[EmailSource, str, str]]
+                     ) -> list[tuple[list[int], Future[list[tuple[str, bytes] | str]]]] | None: ...
+
+    def warm(self) -> None: ...
+
     def close(self) -> None: ...
+
+
+Prepared = list[tuple[list[dstore.Claimed], "Future[list[tuple[str, bytes] | str]]"]]
 
 
 def smtp_transport(config: Config, throttle: Throttle | None = None) -> TransportFactory:
@@ -106,6 +116,23 @@ class Pipeline:
         if self.signer is None:
             return [o for _, o in items]
         return self.signer.sign_many(items)
+
+    def prepare_remote(self, items: list[tuple[EmailSource, dstore.Claimed]]) -> Prepared | None:
+        """compose → sign for a batch in the signing processes: per chunk, its recipients and the future
+        list of their messages (or, per recipient, why it could not be built). None: do it here instead."""
+        if self.signer is None:
+            return None
+        c = self.composer
+        setup = (c.secret, c.bounce_domain, c.public_url, c.exclude_domains)
+        chunks = self.signer.prepare_many(setup, [(email, r.id, r.address) for email, r in items])
+        if chunks is None:
+            return None
+        return [([items[i][1] for i in idx], future) for idx, future in chunks]
+
+    def warm(self) -> None:
+        """Start what the first batch would otherwise wait for (the signing processes)."""
+        if self.signer is not None:
+            self.signer.warm()
 
     def close(self) -> None:
         if self.signer is not None:

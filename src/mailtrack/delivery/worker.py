@@ -28,6 +28,8 @@ import socket
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +41,7 @@ from ..store import delivery as dstore
 from ..store import pauses
 from ..store import workers as wstore
 from ..store.db import Store
-from .pipeline import Pipeline, Signer, Transport, TransportFactory, smtp_transport
+from .pipeline import Pipeline, Prepared, Signer, Transport, TransportFactory, smtp_transport
 from .routing import Resolver, Route
 from .smtp import Job, Reply
 from .throttle import Pause, Throttle, parse_limits
@@ -66,6 +68,7 @@ class _Batch:
     failed: list[dstore.Finished]
     claimed: int
     rejected: int
+    pending: Prepared = field(default_factory=list)  # being composed and signed in the signing processes
 
 
 class Worker:
@@ -143,6 +146,10 @@ class Worker:
             await asyncio.to_thread(self._beat, [], True)
         except Exception:  # the heartbeat registers it later; the lease expiry still covers a dead peer
             log.exception("registering worker %s failed", self.owner)
+        try:
+            await asyncio.to_thread(self.pipeline.warm)
+        except Exception:  # the first batch starts them instead
+            log.exception("starting the signing processes failed")
         committer = asyncio.create_task(self._commit_loop(), name="delivery-commit")
         heartbeat = asyncio.create_task(self._heartbeat(), name="delivery-lease")
         log.info("delivery worker %s started (batch %d, lease %.0fs)", self.owner, self.batch_size, self.lease)
@@ -195,9 +202,9 @@ class Worker:
             with self.store.read() as conn:
                 loaded = dstore.load_emails(conn, missing)
         t0 = time.perf_counter()
-        composed: list[tuple[dstore.Claimed, EmailSource, Outgoing]] = []
         failed: list[dstore.Finished] = []
         sources: dict[str, EmailSource] = {}
+        found: list[tuple[EmailSource, dstore.Claimed]] = []
         for r in res.recipients:
             try:
                 src = sources.get(r.email_id)
@@ -210,13 +217,35 @@ class Worker:
                     if tpl is None:
                         raise LookupError(f"email {r.email_id} not found")
                     src = sources[r.email_id] = tpl.email
+                found.append((src, r))
+            except Exception as e:  # one bad email must not stop the others
+                log.exception("could not compose the message for recipient %s", r.id)
+                failed.append(self.pipeline.classify(r, f"could not build the message: {e}", now))
+        pending: Prepared = []
+        try:
+            pending = self.pipeline.prepare_remote(found) or []
+        except Exception:  # the pool is broken: compose and sign here
+            log.exception("handing a batch to the signing processes failed; preparing it here")
+        jobs = [] if pending else self._prepare_here(found, failed, now)
+        self.stats.compose_seconds += time.perf_counter() - t0
+        self.stats.composed += len(jobs)
+        batch = _Batch(jobs, failed, len(res.recipients) + res.rejected, res.rejected)
+        batch.pending = pending
+        return batch
+
+    def _prepare_here(self, found: list[tuple[EmailSource, dstore.Claimed]], failed: list[dstore.Finished],
+                      now: float) -> list[tuple[dstore.Claimed, Outgoing]]:
+        """compose → sign in this thread (small batches, unsigned mail, no signing processes)."""
+        composed: list[tuple[dstore.Claimed, EmailSource, Outgoing]] = []
+        for src, r in found:
+            try:
                 composed.append((r, src, self.pipeline.compose(src, r)))
             except Exception as e:  # one bad email must not stop the others
                 log.exception("could not compose the message for recipient %s", r.id)
                 failed.append(self.pipeline.classify(r, f"could not build the message: {e}", now))
         try:
             signed = self.pipeline.sign_batch([(src, out) for _, src, out in composed])
-            jobs = [(r, out) for (r, _, _), out in zip(composed, signed, strict=True)]
+            return [(r, out) for (r, _, _), out in zip(composed, signed, strict=True)]
         except Exception:  # find the one that fails; the others still go
             log.exception("signing a batch failed; signing one by one")
             jobs = []
@@ -225,9 +254,7 @@ class Worker:
                     jobs.append((r, self.pipeline.sign(src, out)))
                 except Exception as e:
                     failed.append(self.pipeline.classify(r, f"could not sign the message: {e}", now))
-        self.stats.compose_seconds += time.perf_counter() - t0
-        self.stats.composed += len(jobs)
-        return _Batch(jobs, failed, len(res.recipients) + res.rejected, res.rejected)
+            return jobs
 
     # --- routing and sending (on the loop) -------------------------------------------------
 
@@ -241,9 +268,62 @@ class Worker:
         for f in batch.failed:
             self._add_result(f)
         for domain, items in by_domain.items():
-            task = asyncio.create_task(self._route_and_send(domain, items))
-            self._routing.add(task)
-            task.add_done_callback(self._routing.discard)
+            self._start(self._route_and_send(domain, items))
+        for claims, future in batch.pending:
+            for c in claims:
+                self._inflight[c.id] = c
+            self._start(self._when_prepared(claims, future))
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._routing.add(task)
+        task.add_done_callback(self._routing.discard)
+
+    async def _when_prepared(self, claims: list[dstore.Claimed],
+                             future: Future[list[tuple[str, bytes] | str]]) -> None:
+        """Route and send a chunk once the signing processes have composed and signed it."""
+        now = time.time()
+        results: list[Outgoing | str]
+        try:
+            prepared: list[tuple[str, bytes] | str] = await asyncio.wrap_future(future)
+            results = [r if isinstance(r, str) else Outgoing(c.id, r[0], c.address, r[1])
+                       for c, r in zip(claims, prepared, strict=True)]
+        except Exception:  # a signing process died: compose and sign here, nothing is lost
+            log.exception("the signing processes failed a chunk of %d; preparing it here", len(claims))
+            ready, failed = await asyncio.to_thread(self._prepare_again, claims, now)
+            for f in failed:
+                self._add_result(f)
+            claims = [c for c, _ in ready]
+            results = [out for _, out in ready]
+        by_domain: dict[str, list[tuple[dstore.Claimed, Outgoing]]] = defaultdict(list)
+        for c, res in zip(claims, results, strict=True):
+            if isinstance(res, str):
+                self._add_result(self.pipeline.classify(c, res, now))
+            else:
+                by_domain[c.domain].append((c, res))
+        self.stats.composed += sum(len(v) for v in by_domain.values())
+        for domain, items in by_domain.items():
+            await self._route_and_send(domain, items)
+
+    def _prepare_again(self, claims: list[dstore.Claimed], now: float
+                       ) -> tuple[list[tuple[dstore.Claimed, Outgoing]], list[dstore.Finished]]:
+        """compose → sign here for a chunk the signing processes could not do: (jobs, failures)."""
+        failed: list[dstore.Finished] = []
+        try:
+            with self.store.read() as conn:
+                loaded = dstore.load_emails(conn, {c.email_id for c in claims})
+        except Exception as e:
+            return [], [self.pipeline.classify(c, f"could not load the email: {e}", now) for c in claims]
+        found: list[tuple[EmailSource, dstore.Claimed]] = []
+        for c in claims:
+            if c.email_id not in loaded:
+                failed.append(self.pipeline.classify(c, f"could not build the message: email {c.email_id} not found",
+                                                     now))
+                continue
+            row, atts = loaded[c.email_id]
+            found.append((EmailSource.from_row(row, atts, unsubscribe_events=self.config.unsubscribe_event_messages),
+                          c))
+        return self._prepare_here(found, failed, now), failed
 
     async def _route_and_send(self, domain: str, items: list[tuple[dstore.Claimed, Outgoing]]) -> None:
         route = await self.pipeline.route(domain)

@@ -1,10 +1,14 @@
 """DKIM signing of composed messages with dkimpy: relaxed/relaxed, ``d=`` the From domain.
 
-dkimpy does the parts that must follow RFC 6376 to the letter: parsing the message, relaxed
+dkimpy does the parts that must follow RFC 6376 to the letter: parsing the header fields, relaxed
 canonicalization of headers and body, selecting and hashing the signed header instances, building
-and folding the tag list. Only the RSA private-key operation on the resulting SHA-256 digest goes
-through OpenSSL (``cryptography``): dkimpy's own is pure-Python ``pow``, about 6 ms per signature
-against under 1 ms, and that is the whole cost of signing.
+and folding the tag list. What it is handed is prepared: only the header block is parsed (dkimpy's
+parser splits and re-joins every body line, a third of its cost) and the body goes to its body
+canonicalization as it is, which is exactly what the parser would return for a message whose lines
+all end in CRLF, as composed messages do; anything else takes dkimpy's full parse.
+
+Only the RSA private-key operation on the resulting SHA-256 digest goes through OpenSSL
+(``cryptography``): dkimpy's own is pure-Python ``pow``, about 6 ms per signature against about 1 ms.
 
 From is listed twice in ``h=`` (over-signed): a From added in transit then breaks the signature.
 Headers listed but absent are signed as empty, so they cannot be added later either.
@@ -30,11 +34,23 @@ _POLICY = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _NAME = b"DKIM-Signature"
 
 
+def split(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """(header fields as dkimpy parses them, body with CRLF line ends) — dkimpy's ``rfc822_parse``."""
+    end = message.find(b"\r\n\r\n")
+    if end >= 0:
+        body = message[end + 4:]
+        if body.count(b"\n") == body.count(b"\r\n"):  # CRLF throughout: the body needs no re-joining
+            headers, _ = dkim.rfc822_parse(message[:end + 2])
+            return headers, body
+    headers, body = dkim.rfc822_parse(message)
+    return headers, body
+
+
 def signature_header(message: bytes, *, domain: str, selector: str, key: rsa.RSAPrivateKey,
                      now: float | None = None) -> bytes:
     """The ``DKIM-Signature: …`` header (CRLF-terminated) to put on top of ``message``."""
-    d = dkim.DKIM(message, linesep=b"\r\n")
-    body_hash = base64.b64encode(hashlib.sha256(_POLICY.canonicalize_body(d.body)).digest())
+    header_fields, body = split(message)
+    body_hash = base64.b64encode(hashlib.sha256(_POLICY.canonicalize_body(body)).digest())
     fields: list[tuple[bytes, bytes]] = [
         (b"v", b"1"), (b"a", b"rsa-sha256"), (b"c", _POLICY.to_c_value()), (b"d", domain.encode()),
         (b"s", selector.encode()), (b"t", str(int(now if now is not None else time.time())).encode()),
@@ -44,7 +60,7 @@ def signature_header(message: bytes, *, domain: str, selector: str, key: rsa.RSA
     unsigned = dkim.RE_BTAG.sub(b"\\1", dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(_NAME)))
     hasher = dkim.HashThrough(hashlib.sha256())
     # only the fields named in h= are hashed: canonicalizing the others (X-*, bodies' headers) is wasted work
-    wanted = [h for h in d.headers if h[0].lower() in _SIGNED_SET]
+    wanted = [h for h in header_fields if h[0].lower() in _SIGNED_SET]
     dkim.hash_headers(hasher, _POLICY, _POLICY.canonicalize_headers(wanted), list(SIGNED_HEADERS),
                       (_NAME, b" " + unsigned), dict(fields))
     sig = key.sign(hasher.digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))

@@ -8,8 +8,10 @@ import dataclasses
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..compose import EmailSource, Outgoing
@@ -18,7 +20,8 @@ from ..store import domains as dstore
 from ..store.db import Store
 from . import dnscheck, keys, sign
 from .names import from_domain
-from .signpool import SignPool, default_processes
+from .signpool import Setup as ComposerSetup
+from .signpool import SignAs, SignPool, Work, default_processes
 
 log = logging.getLogger("mailtrack.domains")
 
@@ -30,6 +33,12 @@ class Identity:
     selector: str
     key: rsa.RSAPrivateKey
     return_path: str | None  # only once its CNAME checks out, else bounces would go nowhere
+    der: bytes = b""  # the key as PKCS#8 DER, for the signing processes
+
+
+def _der(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
 class DkimSigner:
@@ -41,10 +50,11 @@ class DkimSigner:
         self.config = config
         self.refresh_every = refresh
         self._table: dict[str, Identity] = {}
-        self._keys: dict[tuple[str, str, str], rsa.RSAPrivateKey] = {}
+        self._keys: dict[tuple[str, str, str], tuple[rsa.RSAPrivateKey, bytes]] = {}
         self._next = 0.0
         self._lock = threading.Lock()
         self.signed = 0
+        self.prepared_in_pool = 0  # recipients composed and signed by the signing processes
         n = default_processes() if processes is None else processes
         self.pool = SignPool(n) if n > 0 else None
         self.pool_threshold = pool_threshold
@@ -58,15 +68,17 @@ class DkimSigner:
             if active is None:
                 continue
             cache_key = (d.domain, active.selector, active.private_key)
-            key = self._keys.get(cache_key)
-            if key is None:
+            loaded = self._keys.get(cache_key)
+            if loaded is None:
                 try:
-                    key = self._keys[cache_key] = keys.decrypt(active.private_key, self.config.secret_key, d.domain)
+                    key = keys.decrypt(active.private_key, self.config.secret_key, d.domain)
                 except keys.DkimKeyError as e:
                     log.error("not signing for %s: %s", d.domain, e)
                     continue
+                loaded = self._keys[cache_key] = (key, _der(key))
             rp_ok = d.return_path and d.checks.get(f"CNAME {d.return_path}", {}).get("status") == dnscheck.OK
-            table[d.domain] = Identity(d.account_id, d.domain, active.selector, key, d.return_path if rp_ok else None)
+            table[d.domain] = Identity(d.account_id, d.domain, active.selector, loaded[0],
+                                       d.return_path if rp_ok else None, loaded[1])
         self._table = table
 
     def _current(self) -> dict[str, Identity]:
@@ -127,6 +139,44 @@ class DkimSigner:
             for i, h in zip(idx, headers, strict=True):
                 out[i] = dataclasses.replace(out[i], data=h + out[i].data)
             self.signed += len(idx)
+        return out
+
+    def warm(self) -> None:
+        """Start the signing processes when some domain signs, so the first batch does not wait for them."""
+        if self.pool is not None and self._current():
+            self.pool.warm()
+
+    def prepare_many(self, setup: ComposerSetup, items: list[tuple[EmailSource, str, str]]
+                     ) -> list[tuple[list[int], Future[list[tuple[str, bytes] | str]]]] | None:
+        """compose → sign for ``(email, recipient id, address)`` items in the signing processes: (the items'
+        indexes, their future messages or error strings) per chunk. None (do it here) when there is no
+        pool, the batch is small, or none of it is signed (composing alone is not worth the round trip)."""
+        if self.pool is None or len(items) < self.pool_threshold:
+            return None
+        known: dict[str, Identity | None] = {}
+        for email, _, _ in items:
+            if email.id not in known:
+                known[email.id] = self.identity(email)
+        if not any(known.values()):
+            return None
+        work: list[Work] = []
+        order: list[int] = []
+        for i, (email, rid, address) in enumerate(items):
+            ident = known[email.id]
+            if work and work[-1].email.id == email.id:
+                work[-1].recipients.append((rid, address))
+            else:
+                sign_as = SignAs(ident.domain, ident.selector, ident.der) if ident is not None else None
+                work.append(Work(email, [(rid, address)], ident.return_path if ident else None, sign_as))
+            order.append(i)
+        out: list[tuple[list[int], Future[list[tuple[str, bytes] | str]]]] = []
+        pos = 0
+        for chunk, future in self.pool.prepare(setup, work):
+            n = sum(len(w.recipients) for w in chunk)
+            out.append((order[pos:pos + n], future))
+            pos += n
+        self.signed += sum(len(w.recipients) for w in work if w.sign_as is not None)
+        self.prepared_in_pool += len(items)
         return out
 
     def close(self) -> None:
