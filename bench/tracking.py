@@ -5,7 +5,9 @@ real HTML email through the API, takes the recipient's real pixel URL and loads 
 ``wrk -t1 -c50 -d8s --latency``. Then it checks that the recipient's ``opens_total`` and its
 ``opened`` events equal the 2xx responses wrk completed: every answered hit was recorded.
 Baseline in the same run: nginx's ``empty_gif`` (records nothing) via
-``../shared/bench/nginx_pixel_baseline.sh`` with the same wrk settings.
+``../shared/bench/nginx_pixel_baseline.sh`` with the same wrk settings, run right before each of
+``--rounds`` rounds (the machine's speed drifts within minutes): each round gives a ratio, and the
+median is the figure.
 
 ``--unrecorded`` first loads the same server with a token that fails verification: the same
 pixel path without recording, the ceiling that recording is measured against.
@@ -14,7 +16,7 @@ pixel path without recording, the ceiling that recording is measured against.
 2,000 emails are submitted and delivered (see tracking_burst.py).
 
 usage: python bench/tracking.py [--engines sqlite,postgresql] [--seconds 8] [--connections 50]
-                                [--unrecorded] [--no-nginx] [--show-wrk] [--during-burst]
+                                [--rounds 3] [--unrecorded] [--no-nginx] [--show-wrk] [--during-burst]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -74,10 +77,12 @@ def _wrk(url: str, seconds: int, conns: int) -> str:
                           check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
 
 
-def run_engine(engine: str, seconds: int, conns: int, unrecorded: bool = False) -> dict[str, Any]:
+def run_engine(engine: str, seconds: int, conns: int, unrecorded: bool = False, rounds: int = 1,
+               baseline: Any = None) -> dict[str, Any]:
+    """Rounds of wrk on one server; ``baseline()`` (nginx) runs right before each round's wrk."""
     from mailtrack import tokens
 
-    res: dict[str, Any] = {}
+    res: dict[str, Any] = {"rounds": []}
     with database(engine) as db_url:
         env = {**os.environ, "MAILTRACK_DATABASE_URL": db_url, "MAILTRACK_SECRET_KEY": SECRET,
                "MAILTRACK_LOG_LEVEL": "warning"}
@@ -95,16 +100,20 @@ def run_engine(engine: str, seconds: int, conns: int, unrecorded: bool = False) 
             if unrecorded:  # same server and path, a token that fails verification: served, not recorded
                 bad = pixel.replace(".gif", "0.gif")
                 res["unrecorded"] = parse_wrk(_wrk(bad, seconds, conns))
-            out = _wrk(pixel, seconds, conns)
-            res.update(parse_wrk(out))
-            res["expected"] = res["completed"] - res["non2xx"] + 1  # +1: the warm-up hit
+            expected = 1  # the warm-up hit
+            for _ in range(rounds):
+                base = baseline() if baseline is not None else float("nan")
+                out = _wrk(pixel, seconds, conns)
+                one = {**parse_wrk(out), "base": base, "wrk": out}
+                res["rounds"].append(one)
+                expected += one["completed"] - one["non2xx"]
+            res["expected"] = expected
             deadline = time.monotonic() + 60  # hits are written after the answer: wait for them
             while True:
                 res["opens_total"], res["events"] = recorded(url, key, email_id, rid)
                 if res["opens_total"] >= res["expected"] or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
-            res["wrk"] = out
     return res
 
 
@@ -121,6 +130,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--show-wrk", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3, help="nginx then mailtrack, this many times (median ratio)")
     ap.add_argument("--no-nginx", action="store_true", help="skip the nginx baseline (A/B loops)")
     ap.add_argument("--unrecorded", action="store_true",
                     help="also load the same server with a bad token first: the pixel path without recording")
@@ -133,24 +143,30 @@ def main() -> None:
         for engine in args.engines.split(","):
             run(engine)
         return
-    base = float("nan") if args.no_nginx else nginx_baseline(args.seconds, args.connections)
-    print(f"baseline nginx empty_gif (records nothing): {base:,.0f} req/s")
+    baseline = None if args.no_nginx else (lambda: nginx_baseline(args.seconds, args.connections))
     for engine in args.engines.split(","):
-        res = run_engine(engine, args.seconds, args.connections, args.unrecorded)
+        res = run_engine(engine, args.seconds, args.connections, args.unrecorded, args.rounds, baseline)
         if "unrecorded" in res:
             u = res["unrecorded"]
             print(f"{engine:>10}: same path, not recorded (bad token): {u['rps']:,.0f} req/s  p50 {u['p50']:.2f} ms  "
                   f"p99 {u['p99']:.2f} ms")
-        if args.show_wrk:
-            print(res["wrk"])
+        ratios = []
+        for i, one in enumerate(res["rounds"], 1):
+            if args.show_wrk:
+                print(one["wrk"])
+            ratio = one["rps"] / one["base"]
+            ratios.append(ratio)
+            print(f"{engine:>10} round {i}: nginx empty_gif {one['base']:,.0f} req/s, mailtrack {one['rps']:,.0f} "
+                  f"recorded hits/s  p50 {one['p50']:.2f} ms  p99 {one['p99']:.2f} ms  (non-2xx {one['non2xx']}, "
+                  f"socket errors {one['socket_errors']})  ratio {ratio:.3f}")
         # wrk stops the clock with up to one request per connection in flight: those are recorded
-        # (and answered) but not counted by wrk, so recorded may exceed completed by < connections
-        ok = res["opens_total"] == res["events"] and 0 <= res["opens_total"] - res["expected"] <= args.connections
-        print(f"{engine:>10}: {res['rps']:,.0f} recorded hits/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
-              f"completed {res['completed']} (non-2xx {res['non2xx']}, socket errors {res['socket_errors']})  "
-              f"recorded opens_total {res['opens_total']} / events {res['events']} / 2xx answered {res['expected']}"
-              f" {'OK' if ok else 'MISMATCH'} (in flight at wrk's stop: {res['opens_total'] - res['expected']})  ratio to nginx {res['rps'] / base:.2f}")
-
+        # (and answered) but not counted by wrk, so recorded may exceed completed by < connections a round
+        extra = res["opens_total"] - res["expected"]
+        ok = res["opens_total"] == res["events"] and 0 <= extra <= args.connections * len(res["rounds"])
+        print(f"{engine:>10}: recorded opens_total {res['opens_total']} / events {res['events']} / 2xx answered "
+              f"{res['expected']} {'OK' if ok else 'MISMATCH'} (in flight at wrk's stops: {extra})  "
+              f"ratio to nginx: median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, "
+              f"max {max(ratios):.3f}, {len(ratios)} rounds; target 0.15)")
 
 if __name__ == "__main__":
     main()

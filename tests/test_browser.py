@@ -43,13 +43,12 @@ class Live:
 
 
 class ServerThread:
-    """uvicorn on port 0 in a background thread; the bound port is read back."""
+    """uvicorn on port 0 in a background thread, as ``mailtrack serve`` runs it; the bound port is read back."""
 
     def __init__(self, app: Any) -> None:
-        import uvicorn
+        from mailtrack.serve import http_server
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="off", access_log=False))
+        self.server = http_server(app, "127.0.0.1", 0)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> int:

@@ -89,6 +89,6 @@ def inbound_report(kind: str | None) -> None:
     INBOUND.labels(_bounded(kind or "unknown", INBOUND_KINDS)).inc()
 
 
-def tracking_hit(kind: str, cls: str) -> None:
+def tracking_hit(kind: str, cls: str, n: int = 1) -> None:
     HITS.labels(_bounded(kind, frozenset({"opened", "clicked"})),
-                _bounded(cls, frozenset({"human", "apple_privacy", "image_proxy", "scanner", "unknown"}))).inc()
+                _bounded(cls, frozenset({"human", "apple_privacy", "image_proxy", "scanner", "unknown"}))).inc(n)

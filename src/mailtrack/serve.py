@@ -19,6 +19,7 @@ import uvicorn
 from .app import create_app
 from .config import Config
 from .store.db import Store, open_store
+from .tracking.protocol import protocol_class
 from .tracking.routes import warm_up
 
 log = logging.getLogger("mailtrack")
@@ -40,6 +41,16 @@ async def _serve_http(server: uvicorn.Server) -> None:
     await asyncio.to_thread(thread.join)
     if not server.started:
         raise SystemExit(f"HTTP server could not start on {server.config.host}:{server.config.port} (see above)")
+
+
+def http_server(app: Any, host: str, port: int) -> uvicorn.Server:
+    """uvicorn for the app, with pixel and click answered inside its HTTP protocol (tracking/protocol.py)."""
+    if app.middleware_stack is None:  # now, so the tracking fast path exists before the first request
+        app.middleware_stack = app.build_middleware_stack()
+    state = app.state
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                         lifespan="off",
+                                         http=protocol_class(lambda: getattr(state, "tracking", None))))
 
 
 def setup_logging(level: str, log_format: str = "text") -> None:
@@ -106,8 +117,7 @@ async def run_roles(config: Config, roles: tuple[str, ...], store: Store | None 
         app.state.worker = worker  # for /readyz
         app.state.inbound = inbound if "inbound" in roles else None
         host, port = config.http
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                               access_log=False, lifespan="off"))
+        server = http_server(app, host, port)
         tasks.append(asyncio.create_task(_serve_http(server), name="http"))
         await _warm_up(app)
         log.info("HTTP on http://%s:%s", host, port)

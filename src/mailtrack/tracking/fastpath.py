@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -60,11 +61,11 @@ def location(url: str) -> str:
     return f"{parts.scheme}://{quote(netloc, safe=_URL_SAFE)}{quote(rest, safe=_URL_SAFE)}"
 
 
-def _headers(scope: Scope) -> tuple[str | None, bool]:
+def _headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
     """(User-Agent, is a prefetch) from the raw header list."""
     ua = None
     prefetch = False
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"user-agent":
             ua = value.decode("latin-1")
         elif name in _PREFETCH_HEADERS:
@@ -76,6 +77,9 @@ def _headers(scope: Scope) -> tuple[str | None, bool]:
 def _client_ip(scope: Scope) -> str | None:
     client = scope.get("client")
     return client[0] if client else None
+
+
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 class TrackingFastPath:
@@ -107,7 +111,7 @@ class TrackingFastPath:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith("/o/"):
-                await self._pixel(scope, send, path)
+                await _send(send, self.pixel(scope["method"], path, scope["headers"], _client_ip(scope)))
                 return
             if path.startswith("/c/"):
                 await self._click_safely(scope, send, path)
@@ -116,23 +120,18 @@ class TrackingFastPath:
 
     # -- open pixel ---------------------------------------------------------------------------
 
-    async def _pixel(self, scope: Scope, send: Send, path: str) -> None:
-        method = scope["method"]
+    def pixel(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], ip: str | None) -> Response:
+        """The answer to ``/o/TOKEN.gif``: always the GIF (the hit queued first), or a 405."""
         if method not in ("GET", "HEAD"):
-            await _plain(send, 405, b"method not allowed\n", [_ALLOWED])
-            return
+            return _plain(405, b"method not allowed\n", [_ALLOWED])
         try:
             if method == "GET":
-                self._count_open(scope, path)
+                self._count_open(path, headers, ip)
         except Exception:
             log.exception("pixel hit not recorded")
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
-            await send({"type": "http.response.body", "body": GIF if method == "GET" else b""})
-        except Exception as e:  # the client went away
-            log.debug("pixel response not delivered: %s", e)
+        return 200, _PIXEL_HEADERS, GIF if method == "GET" else b""
 
-    def _count_open(self, scope: Scope, path: str) -> None:
+    def _count_open(self, path: str, headers: Iterable[tuple[bytes, bytes]], ip: str | None) -> None:
         token = path[3:]
         if token.endswith(".gif"):
             token = token[:-4]
@@ -144,10 +143,9 @@ class TrackingFastPath:
             if len(self._verified) >= _MEMO:
                 self._verified.clear()
             self._verified[token] = rid
-        ua, prefetch = _headers(scope)
+        ua, prefetch = _headers(headers)
         if prefetch:
             return
-        ip = _client_ip(scope)
         cls = self._open_cls.get((ua, ip))
         if cls is None:
             if len(self._open_cls) >= _MEMO:
@@ -159,41 +157,45 @@ class TrackingFastPath:
 
     async def _click_safely(self, scope: Scope, send: Send, path: str) -> None:
         try:
-            await self._click(scope, send, path)
+            answer = self.click(scope["method"], path, scope["headers"], _client_ip(scope))
+            if answer is None:  # a token of the old form: its URL is in the store
+                answer = await self._legacy_click(scope, path)
+            await _send(send, answer)
         except Exception:
             log.exception("click failed")
             try:
-                await _plain(send, 503, b"temporarily unavailable, please try again\n", [(b"retry-after", b"5")])
+                await _send(send, _plain(503, b"temporarily unavailable, please try again\n",
+                                         [(b"retry-after", b"5")]))
             except Exception as e:  # the response had started, or the client went away
                 log.debug("click error response not delivered: %s", e)
 
-    async def _click(self, scope: Scope, send: Send, path: str) -> None:
-        method = scope["method"]
+    def click(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], ip: str | None) -> Response | None:
+        """The answer to ``/c/TOKEN`` from the token alone, or None when it needs the store (old tokens)."""
         if method not in ("GET", "HEAD"):
-            await _plain(send, 405, b"method not allowed\n", [_ALLOWED])
-            return
-        at = time.time()
+            return _plain(405, b"method not allowed\n", [_ALLOWED])
         carried = tokens.parse_click_url(self.secret, path[3:])
-        if carried is not None:
-            rid, idx, url = carried
-        else:
-            legacy = await self._legacy_target(path[3:])
-            if legacy is None:
-                await _plain(send, 404, _NOT_FOUND)
-                return
-            rid, idx, url = legacy
-        ua, prefetch = _headers(scope)
+        if carried is None:
+            return None
+        rid, idx, url = carried
+        return self._redirect(method, headers, ip, rid, idx, url)
+
+    async def _legacy_click(self, scope: Scope, path: str) -> Response:
+        legacy = await self._legacy_target(path[3:])
+        if legacy is None:
+            return _plain(404, _NOT_FOUND)
+        return self._redirect(scope["method"], scope["headers"], _client_ip(scope), *legacy)
+
+    def _redirect(self, method: str, headers: Iterable[tuple[bytes, bytes]], ip: str | None,
+                  rid: str, idx: int, url: str) -> Response:
+        at = time.time()
+        ua, prefetch = _headers(headers)
         if method == "GET" and not prefetch:
-            ip = _client_ip(scope)
             # provisional: the writer re-applies the rules that need the recipient's history
             ctx = ClickContext(None, 0, tuple(self._remember(rid, at, idx)))
             self.recorder.submit(store_hits.Hit(rid, EventType.CLICKED, at, ip, ua,
                                                 classify_click(ua, ip, at, idx, ctx), idx))
-        await send({"type": "http.response.start", "status": 302, "headers": [
-            (b"location", location(url).encode("ascii")), _NO_STORE, (b"referrer-policy", b"no-referrer"),
-            (b"content-length", b"0"),
-        ]})
-        await send({"type": "http.response.body", "body": b""})
+        return 302, [(b"location", location(url).encode("ascii")), _NO_STORE,
+                     (b"referrer-policy", b"no-referrer"), (b"content-length", b"0")], b""
 
     async def _legacy_target(self, token: str) -> tuple[str, int, str] | None:
         """The stored URL of a ``RID-IDX-MAC`` token (mail sent before tokens carried URLs)."""
@@ -219,8 +221,16 @@ class TrackingFastPath:
         return mine
 
 
-async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+def _plain(status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> Response:
     headers: list[Any] = [(b"content-type", b"text/plain; charset=utf-8"),
                           (b"content-length", str(len(body)).encode()), _NO_STORE, *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    return status, headers, body
+
+
+async def _send(send: Send, answer: Response) -> None:
+    status, headers, body = answer
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except Exception as e:  # the client went away (how depends on the server)
+        log.debug("tracking response not delivered: %s", e)

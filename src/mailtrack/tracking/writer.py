@@ -15,6 +15,7 @@ holds, and when no client has been connected for ``idle_exit`` seconds.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import pickle
 import socket
@@ -160,17 +161,19 @@ class _Writer:
 
     def _answer(self, frames: list[_Frame], code: int) -> None:
         owners = self.owners
+        kinds: collections.Counter[tuple[str, str]] = collections.Counter()
         for client, bid, batch in frames:
             n = len(batch)
             if code == OK:
-                n = sum(1 for h in batch if h[0] in owners)
+                mine = [(h[1], h[5]) for h in batch if h[0] in owners]
+                n = len(mine)
                 self.counts[COUNT_WRITTEN] += n
-                for h in batch:
-                    if h[0] in owners:
-                        metrics.tracking_hit(h[1], h[5])
+                kinds.update(mine)
             elif code == DROPPED:
                 self.counts[COUNT_LOST] += n
             client.ack(bid, code, n)
+        for (kind, cls), n in kinds.items():  # once per label pair: each call costs a shared-memory check
+            metrics.tracking_hit(kind, cls, n)
 
     def finish(self) -> None:
         """One last attempt at everything held."""
