@@ -24,10 +24,8 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import format_datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ..compose import EmailSource, Template
+from ..template import HTML, MSGID, RID, Chunk, EmailSource, Template
 
 SUBMITTED_MIME = "message/x-mailtrack-submitted"
 SUBMITTED_FILENAME = "submitted.eml"
@@ -106,7 +104,6 @@ def html_span(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0
 
 def raw_template(email: EmailSource, raw: bytes, date: float | None = None) -> Template:
     """The compose template of a submitted message (see the module docstring)."""
-    from ..compose import HTML, MSGID, RID, Chunk, Template
 
     head_end, body_start = split_entity(raw, 0, len(raw))
     span = html_span(raw) if email.tracking and email.html is not None else None
