@@ -188,14 +188,15 @@ class TrackingFastPath:
     def _redirect(self, method: str, headers: Iterable[tuple[bytes, bytes]], ip: str | None,
                   rid: str, idx: int, url: str) -> Response:
         at = time.time()
+        answer: Response = (302, [(b"location", location(url).encode("ascii")), _NO_STORE,
+                                  (b"referrer-policy", b"no-referrer"), (b"content-length", b"0")], b"")
         ua, prefetch = _headers(headers)
-        if method == "GET" and not prefetch:
+        if method == "GET" and not prefetch:  # last: nothing after the hit is queued can fail
             # provisional: the writer re-applies the rules that need the recipient's history
             ctx = ClickContext(None, 0, tuple(self._remember(rid, at, idx)))
             self.recorder.submit(store_hits.Hit(rid, EventType.CLICKED, at, ip, ua,
                                                 classify_click(ua, ip, at, idx, ctx), idx))
-        return 302, [(b"location", location(url).encode("ascii")), _NO_STORE,
-                     (b"referrer-policy", b"no-referrer"), (b"content-length", b"0")], b""
+        return answer
 
     async def _legacy_target(self, token: str) -> tuple[str, int, str] | None:
         """The stored URL of a ``RID-IDX-MAC`` token (mail sent before tokens carried URLs)."""

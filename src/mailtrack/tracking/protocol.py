@@ -110,15 +110,19 @@ def protocol_class(tracking: Callable[[], TrackingFastPath | None]) -> type[Http
                 answer = fast.click(method, path, self.headers, ip)
             if answer is None:
                 return False
-            keep_alive = self.parser.should_keep_alive()
+            # answered (and the hit queued): from here on it never goes to ASGI too, or it would count twice
             self.cycle = ANSWERED
             TrackingHttpProtocol.answered += 1
-            self.transport.write(_serialise(answer, self.server_state.default_headers, keep_alive))
-            if keep_alive:
-                self.on_response_complete()
-            else:
-                self.server_state.total_requests += 1
-                self.transport.close()
+            try:
+                keep_alive = self.parser.should_keep_alive()
+                self.transport.write(_serialise(answer, self.server_state.default_headers, keep_alive))
+                if keep_alive:
+                    self.on_response_complete()
+                    return True
+            except Exception:
+                log.exception("tracking answer not written; closing the connection")
+            self.server_state.total_requests += 1
+            self.transport.close()
             return True
 
         def _client_host(self) -> tuple[bool, str | None]:
