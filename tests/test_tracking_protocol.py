@@ -190,3 +190,24 @@ def test_forwarded_address_from_a_trusted_proxy_is_recorded(served: Served) -> N
     assert served.answered_here == before + 1
     [hit] = served.wait_events(rid, "opened", 1)
     assert hit["ip"] == "203.0.113.7"  # loopback is uvicorn's default trusted proxy
+
+
+def test_odd_paths_go_through_asgi_with_the_same_answers(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    rid = served.recipient()
+    before = served.answered_here
+    with socket.create_connection(("127.0.0.1", served.port)) as s:
+        # percent-escapes in the path, a made-up token: a GIF each, nothing counted
+        for raw in (b"/o/%41%42.gif", pixel_path(rid).encode() + b"x"):
+            s.sendall(b"GET " + raw + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            [(status, _, body)] = read_responses(s, 1)
+            assert status == b"HTTP/1.1 200 OK" and body == GIF
+    for bad in (b"GET /o/\xc3\xa9t\xc3\xa9.gif HTTP/1.1\r\nHost: t\r\n\r\n",  # raw non-ASCII (browsers escape it)
+                b"GET /o/x.gif HTTP/1.1\r\nHost: t\r\nContent-Length: nope\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", served.port)) as s:
+            s.sendall(bad)
+            s.settimeout(15)
+            assert s.recv(4096).startswith(b"HTTP/1.1 400")  # uvicorn's parser refuses it, before any of ours
+    assert served.answered_here == before + 1  # only the made-up token took the short cut
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    served.settle()
+    assert served.events(rid, "opened") == []

@@ -98,7 +98,7 @@ def protocol_class(tracking: Callable[[], TrackingFastPath | None]) -> type[Http
                     or self.parser.should_upgrade()):
                 return False
             path_b = url.partition(b"?")[0]
-            if b"%" in path_b:
+            if b"%" in path_b or not path_b.isascii():
                 return False
             known, ip = self._client_host()
             if not known:
