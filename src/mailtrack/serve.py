@@ -45,12 +45,10 @@ async def _serve_http(server: uvicorn.Server) -> None:
 
 def http_server(app: Any, host: str, port: int) -> uvicorn.Server:
     """uvicorn for the app, with pixel and click answered inside its HTTP protocol (tracking/protocol.py)."""
-    if app.middleware_stack is None:  # now, so the tracking fast path exists before the first request
+    if app.middleware_stack is None:  # now: building it makes the tracking fast path (tracking/routes.py)
         app.middleware_stack = app.build_middleware_stack()
-    state = app.state
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                         lifespan="off",
-                                         http=protocol_class(lambda: getattr(state, "tracking", None))))
+                                         lifespan="off", http=protocol_class(getattr(app.state, "tracking", None))))
 
 
 def setup_logging(level: str, log_format: str = "text") -> None:

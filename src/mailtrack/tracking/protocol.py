@@ -18,7 +18,6 @@ applied here too, so the recorded client address is the same on both paths.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -64,18 +63,8 @@ def _serialise(answer: Response, defaults: list[tuple[bytes, bytes]], keep_alive
     return b"".join(parts)
 
 
-def protocol_class(tracking: Callable[[], TrackingFastPath | None]) -> type[HttpToolsProtocol]:
-    """uvicorn's ``http=`` protocol with the tracking short cut; ``tracking()`` gives the fast path."""
-
-    found: list[TrackingFastPath] = []
-
-    def fast_path() -> TrackingFastPath | None:
-        if not found:
-            fast = tracking()
-            if fast is None:
-                return None
-            found.append(fast)  # it lives as long as the app
-        return found[0]
+def protocol_class(fast: TrackingFastPath | None) -> type[HttpToolsProtocol]:
+    """uvicorn's ``http=`` protocol with the tracking short cut (none when ``fast`` is None)."""
 
     class TrackingHttpProtocol(HttpToolsProtocol):
         answered = 0  # requests answered here (the rest went through ASGI); tests read it
@@ -91,7 +80,6 @@ def protocol_class(tracking: Callable[[], TrackingFastPath | None]) -> type[Http
 
         def _answer_here(self, url: bytes) -> bool:
             method = _METHODS.get(self.parser.get_method())
-            fast = fast_path()
             if (method is None or fast is None or self.pipeline or self.flow.write_paused
                     or self.parser.get_http_version() != "1.1"  # 1.0 and 0.9 are rare: uvicorn words those
                     or (self.cycle is not None and not self.cycle.response_complete)
