@@ -7,7 +7,7 @@ signed event — what the receiver can take at all. Then the dispatcher (in this
 SQLite file or PostgreSQL schema) sends N single events, and then N batch events (arrays of 100).
 Targets on a 2-core machine: single ≥ 0.5× the receiver's capacity; batch ≥ 20,000 events/s.
 Two more ceilings in the same run: the receiver's own in batch mode (wrk POSTing 100-event bodies,
-so it is shown not to be the bottleneck), and the HTTP client's own (the dispatcher's aiohttp
+so it is shown not to be the bottleneck), and the HTTP client's own (the dispatcher's
 `sender.post`, same POSTs, no database), which bounds single-event mode from the sending side.
 First, what the outbox costs: submission and recording delivery results with the outbox write
 switched off (baseline) and on, in interleaved rounds in the same process (medians, the spread of
@@ -149,7 +149,7 @@ def wrk_capacity(url: str, secret: str, seconds: int, events: int = 1) -> float:
 
 
 async def client_ceiling(url: str, secret: str, n: int, concurrency: int) -> float:
-    """Signed single-event POSTs/s from the dispatcher's own HTTP client (aiohttp, `sender.post`,
+    """Signed single-event POSTs/s from the dispatcher's own HTTP client (`sender.post`,
     the same keep-alive pool) with no database at all: the most any dispatcher built on it can send."""
     from mailtrack.webhooks import payload, sender
 
@@ -161,7 +161,7 @@ async def client_ceiling(url: str, secret: str, n: int, concurrency: int) -> flo
         async def one() -> None:
             while left[0] > 0:
                 left[0] -= 1
-                a = await sender.post(http, ep, [secret], "evt_bench", body, [0], True)
+                a = await sender.post(http, ep, [secret], "evt_bench", body, [0])
                 if not a.ok:
                     raise SystemExit(f"the receiver refused the client ceiling's POST: {a}")
 
@@ -256,7 +256,7 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, c
     print(f"[{engine}] receiver capacity (wrk, keep-alive, 50 conns): {cap:,.0f} POST/s")
     print(f"[{engine}] single events: {got1}/{single} in {t1:.1f}s = {single_rate:,.0f} events/s "
           f"= {single_rate / cap:.2f}x the receiver's capacity (target >= 0.5x)")
-    print(f"[{engine}] the HTTP client's own ceiling (aiohttp, same POSTs, no database): {client_cap:,.0f} POST/s "
+    print(f"[{engine}] the HTTP client's own ceiling (sender.post, same POSTs, no database): {client_cap:,.0f} POST/s "
           f"= {client_cap / cap:.2f}x the receiver's capacity; the dispatcher reaches {single_rate / client_cap:.2f}x "
           "of it")
     print(f"[{engine}] receiver's own batch ceiling (wrk, 100-event bodies): {batch_cap:,.0f} events/s")

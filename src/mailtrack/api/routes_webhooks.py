@@ -143,9 +143,9 @@ async def test_webhook(webhook_id: str, acct: int = Depends(account_id), store: 
     ep, row = await asyncio.to_thread(read)
     body = payload.build(row) if row is not None else payload.sample(acct)
     now = time.time()
-    async with sender.client(config.webhook_timeout, config.webhook_allow_private, 1) as http:
+    async with sender.client(config.webhook_timeout, config.webhook_allow_private) as http:
         a = await sender.post(http, ep, wh.signing_secrets(ep, now), f"msg_test_{int(now * 1000)}",
-                              [body] if ep["batch"] else body, [], config.webhook_allow_private)
+                              [body] if ep["batch"] else body, [])
 
     def write() -> None:
         with store.write() as conn:

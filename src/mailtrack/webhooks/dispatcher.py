@@ -193,7 +193,7 @@ class Dispatcher:
                     msg_id = f"evt_{take[0][0].outbox_id}"
                 now = time.time()
                 attempt = await sender.post(self._http, q.endpoint, wh.signing_secrets(q.endpoint, now), msg_id,
-                                            body, ids, self.config.webhook_allow_private)
+                                            body, ids)
                 self._settle(attempt)
         finally:
             q.active -= 1
@@ -201,11 +201,11 @@ class Dispatcher:
                 self._queues.pop(eid, None)
 
     def _settle(self, a: wh.Attempt) -> None:
-        a = dataclasses.replace(a, waiting_since=min(
-            (self._created[d][1] for d in a.delivery_ids if d in self._created), default=a.at))
         if a.ok:
             self.sent += len(a.delivery_ids)
-        else:
+        else:  # the endpoint is failing since its oldest event that could not go
+            a = dataclasses.replace(a, waiting_since=min(
+                (self._created[d][1] for d in a.delivery_ids if d in self._created), default=a.at))
             log.info("webhook POST to %s failed: %s", a.endpoint_id, a.error or a.status_code)
             for d in a.delivery_ids:
                 attempts, created = self._created.get(d, (0, a.at))

@@ -22,3 +22,10 @@ def headers(secrets: list[str], msg_id: str, timestamp: int, body: str) -> dict[
     at = datetime.fromtimestamp(timestamp, UTC)
     sig = " ".join(_signer(s).sign(msg_id, at, body) for s in secrets)
     return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": sig}
+
+
+def header_lines(secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> bytes:
+    """The same three headers as HTTP/1.1 header lines (``msg_id`` is ours: ASCII, no CR/LF)."""
+    h = headers(secrets, msg_id, timestamp, body.decode())
+    return (f"webhook-id: {h['webhook-id']}\r\nwebhook-timestamp: {h['webhook-timestamp']}\r\n"
+            f"webhook-signature: {h['webhook-signature']}\r\n").encode("ascii")
