@@ -16,7 +16,7 @@ target: ≥ 0.9×).
 
 The dispatcher gets the same 50 connections as wrk (WEBHOOK_CONCURRENCY=50; the default is 8).
 
-usage: python bench/webhooks.py [--engines sqlite,postgresql] [--single 10000] [--batch 50000]
+usage: python bench/webhooks.py [--engines sqlite,postgresql] [--single 10000] [--batch 50000] [--processes 2]
 Bounded: every phase stops after --max-seconds (default 60).
 """
 
@@ -189,14 +189,54 @@ def fill(store: Any, n: int) -> None:
             submit.submit(conn, acct, batch)
 
 
-async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float) -> tuple[int, float]:
+def dispatcher_main(url: str, concurrency: int) -> None:
+    """One more dispatcher process (``--processes``), as a second `mailtrack worker` would run one;
+    it stops when its stdin closes."""
+    from mailtrack.store.db import open_store
+    from mailtrack.webhooks.dispatcher import Dispatcher
+
+    config = _config(url, concurrency)
+    store = open_store(url)
+
+    async def main() -> None:
+        d = Dispatcher(config, store, poll=0.05)
+        task = asyncio.create_task(d.run())
+        await asyncio.to_thread(sys.stdin.read)
+        await d.stop()
+        await asyncio.wait_for(task, 60)
+
+    gc.collect()
+    gc.freeze()
+    _run(main())
+    store.dispose()
+
+
+def _config(url: str, concurrency: int) -> Any:
+    from mailtrack.config import load_config
+
+    return load_config(env={"MAILTRACK_DATABASE_URL": url, "MAILTRACK_SECRET_KEY": "bench",
+                            "MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "true",
+                            "MAILTRACK_WEBHOOK_CONCURRENCY": str(concurrency)})
+
+
+async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float, url: str = "", processes: int = 1,
+                   ) -> tuple[int, float, float]:
+    """Events the receiver got, the seconds it took, and this process's CPU seconds meanwhile
+    (the dispatcher's cost, which a busy machine changes less than the rate). ``processes`` > 1:
+    that many dispatchers in all, the others in processes of their own started first (their start-up
+    is inside the time measured), the connections shared out between them."""
     from mailtrack.webhooks.dispatcher import Dispatcher
 
     _get(rurl + "/reset")
     gc.collect()  # as `mailtrack serve` does once started: what is loaded stays out of the collector's scans
     gc.freeze()
+    each = max(1, config.webhook_concurrency // processes)
+    others = [subprocess.Popen([sys.executable, __file__, "--dispatcher", url, str(each)], stdin=subprocess.PIPE)
+              for _ in range(processes - 1)]
+    if others:
+        config = _config(url, each)
     d = Dispatcher(config, store, poll=0.05)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     task = asyncio.create_task(d.run())
     got = 0
     try:
@@ -205,11 +245,15 @@ async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float) -> 
             got = (await asyncio.to_thread(_get, rurl + "/count"))["events"]
             if got >= n:
                 break
-        took = time.perf_counter() - t0
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         await d.stop()
         await asyncio.wait_for(task, 60)
-    return got, took
+        for p in others:
+            assert p.stdin is not None
+            p.stdin.close()
+            p.wait(60)
+    return got, took, cpu
 
 
 def _run(coro: Any) -> Any:
@@ -220,16 +264,13 @@ def _run(coro: Any) -> Any:
 
 
 def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, concurrency: int,
-               ) -> dict[str, float]:
-    from mailtrack.config import load_config
+               processes: int = 1) -> dict[str, float]:
     from mailtrack.store import accounts
     from mailtrack.store import webhooks as wh
     from mailtrack.store.db import open_store
 
     with database(engine) as url:
-        config = load_config(env={"MAILTRACK_DATABASE_URL": url, "MAILTRACK_SECRET_KEY": "bench",
-                                  "MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "true",
-                                  "MAILTRACK_WEBHOOK_CONCURRENCY": str(concurrency)})
+        config = _config(url, concurrency)
         store = open_store(url)
         with store.write() as conn:
             acct = accounts.get_or_create_account(conn, "bench")
@@ -242,11 +283,15 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, c
             with store.write() as conn:
                 wh.update_endpoint(conn, acct, ep_single["id"], time.time(), url=rurl + "/hook")
             fill(store, single)
-            got1, t1 = _run(dispatch(config, store, rurl, single, max_s))
+            got1, t1, cpu1 = _run(dispatch(config, store, rurl, single, max_s))
+            gotp, tp = 0, 1.0
+            if processes > 1:  # the same again with several dispatcher processes
+                fill(store, single)
+                gotp, tp, _ = _run(dispatch(config, store, rurl, single, max_s, url, processes))
             with store.write() as conn:  # the batch phase: only the batch endpoint wants events now
                 wh.update_endpoint(conn, acct, ep_single["id"], time.time(), url=rurl + "/hook", batch=True)
             fill(store, batch)
-            got2, t2 = _run(dispatch(config, store, rurl, batch, max_s))
+            got2, t2, cpu2 = _run(dispatch(config, store, rurl, batch, max_s))
             bad = _get(rurl + "/count")["bad"]
         finally:
             proc.terminate()
@@ -255,13 +300,19 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, c
     single_rate, batch_rate = got1 / t1, got2 / t2
     print(f"[{engine}] receiver capacity (wrk, keep-alive, 50 conns): {cap:,.0f} POST/s")
     print(f"[{engine}] single events: {got1}/{single} in {t1:.1f}s = {single_rate:,.0f} events/s "
-          f"= {single_rate / cap:.2f}x the receiver's capacity (target >= 0.5x)")
+          f"= {single_rate / cap:.2f}x the receiver's capacity (target >= 0.5x); dispatcher CPU "
+          f"{cpu1 / max(got1, 1) * 1e6:.0f} us/event")
+    if processes > 1:
+        print(f"[{engine}] single events, {processes} dispatcher processes (as {processes} `mailtrack worker`s "
+              f"would run them): {gotp}/{single} in {tp:.1f}s = {gotp / tp:,.0f} events/s = {gotp / tp / cap:.2f}x "
+              "the receiver's capacity")
     print(f"[{engine}] the HTTP client's own ceiling (sender.post, same POSTs, no database): {client_cap:,.0f} POST/s "
           f"= {client_cap / cap:.2f}x the receiver's capacity; the dispatcher reaches {single_rate / client_cap:.2f}x "
           "of it")
     print(f"[{engine}] receiver's own batch ceiling (wrk, 100-event bodies): {batch_cap:,.0f} events/s")
     print(f"[{engine}] batch events:  {got2}/{batch} in {t2:.1f}s = {batch_rate:,.0f} events/s "
-          f"(target >= 20,000/s; {batch_rate / batch_cap:.2f}x the receiver's ceiling); bad signatures: {bad}")
+          f"(target >= 20,000/s; {batch_rate / batch_cap:.2f}x the receiver's ceiling); dispatcher CPU "
+          f"{cpu2 / max(got2, 1) * 1e6:.0f} us/event; bad signatures: {bad}")
     return {"capacity": cap, "single": single_rate, "batch": batch_rate, "batch_ceiling": batch_cap,
             "client_ceiling": client_cap}
 
@@ -364,17 +415,21 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=8, help="off/on round pairs of the outbox cost comparison")
     ap.add_argument("--concurrency", type=int, default=50,
                     help="WEBHOOK_CONCURRENCY for the run: 50, the connections wrk gets for the baseline")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="also run the single phase with this many dispatcher processes (PostgreSQL: SKIP LOCKED)")
     a = ap.parse_args()
     for engine in a.engines.split(","):
         if not a.skip_outbox_cost:
             outbox_cost(engine, a.pairs)
         if a.outbox_cost_only:
             continue
-        run_engine(engine, a.single, a.batch, a.wrk_seconds, a.max_seconds, a.concurrency)
+        run_engine(engine, a.single, a.batch, a.wrk_seconds, a.max_seconds, a.concurrency, a.processes)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--receiver":
         receiver_main(int(sys.argv[2]), sys.argv[3:])
+    elif len(sys.argv) > 3 and sys.argv[1] == "--dispatcher":
+        dispatcher_main(sys.argv[2], int(sys.argv[3]))
     else:
         main()

@@ -54,7 +54,7 @@ class _Stale(HTTPError):
     """The connection was closed before a single byte of the answer came."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per POST: a frozen dataclass's __init__ costs several times more
 class Response:
     status: int
     body: bytes  # its first ``keep`` bytes
