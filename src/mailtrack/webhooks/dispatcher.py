@@ -1,8 +1,10 @@
 """The webhook dispatcher: outbox → deliveries → signed POSTs, at least once.
 
-Each cycle is one write transaction: record the attempts that finished since the last cycle, fan new
-outbox rows out to the endpoints that want them, and claim due deliveries under a lease (SKIP LOCKED
-on PostgreSQL, so several processes share the work and no delivery is held by two at once). Claimed
+Two loops, each with write transactions of its own, so that on PostgreSQL they overlap: the claims
+fan new outbox rows out to the endpoints that want them and claim due deliveries under a lease
+(SKIP LOCKED on PostgreSQL, so several processes share the work and no delivery is held by two at
+once) whenever the queue has room; the recorder writes the attempts that finished (and renews the
+leases of deliveries still held) every few milliseconds while answers come. Claimed
 deliveries go to a queue per endpoint, drained by at most WEBHOOK_CONCURRENCY POSTs at a time
 (batch endpoints take up to 100 events per POST). A delivery is done on 2xx; anything else is
 retried with backoff until WEBHOOK_MAX_AGE. A process killed mid-way loses nothing: its claimed
@@ -67,7 +69,9 @@ class Dispatcher:
         self._finished: list[wh.Attempt] = []
         self._retry_at: dict[int, float | None] = {}
         self._created: dict[int, tuple[int, float]] = {}  # delivery id → (attempts so far, created at)
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the claims: new events were written, or the queue has room again
+        self._answered = asyncio.Event()  # the recorder: attempts finished
+        self._waiting = 0  # claimed events no POST has taken yet
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
@@ -83,7 +87,7 @@ class Dispatcher:
 
     def waiting(self) -> int:
         """Claimed events no POST has taken yet."""
-        return sum(len(q.items) for q in self._queues.values())
+        return self._waiting
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -91,34 +95,67 @@ class Dispatcher:
             sys.setswitchinterval(SWITCH_INTERVAL)
         async with sender.client(self.config.webhook_timeout, self.config.webhook_allow_private) as http:
             self._http = http
-            while not self._stopping:
-                attempts, retry_at = self._take_finished()
-                held = list(self._created) if time.monotonic() - self._renewed > self.lease / 3 else []
+            recorder = asyncio.create_task(self._record_loop())
+            try:
+                await self._claim_loop()
+            finally:
+                self._stopping = True  # also when the claims failed in a way they could not survive
+                self._answered.set()
+                await recorder
+                await self._drain()
+
+    async def _claim_loop(self) -> None:
+        """Fan out new events and claim due deliveries whenever the queue has room, until stopped."""
+        while not self._stopping:
+            room = MAX_QUEUED - self._waiting if self._waiting <= REFILL_BELOW else 0
+            claimed: list[wh.Claimed] = []
+            fanned = 0
+            if room > 0:
                 try:
-                    waiting = self.waiting()
-                    room = MAX_QUEUED - waiting if waiting <= REFILL_BELOW else 0
-                    claimed, eps, rows, fanned = await asyncio.to_thread(self._cycle_sync, attempts, retry_at, held,
-                                                                         room)
+                    claimed, eps, rows, fanned = await asyncio.to_thread(self._claim_sync, room)
                 except Exception:  # the store may be away for a while: keep trying, never die
                     log.exception("webhook dispatcher cycle failed; retrying")
-                    self._finished[:0] = attempts
-                    self._retry_at.update(retry_at)
                     await asyncio.sleep(1.0)
                     continue
                 if claimed:
                     self._enqueue(claimed, eps, rows)
                     await asyncio.sleep(0)  # let the new POSTs start before the next cycle
-                if not (fanned or claimed):
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.poll)
-                    # let answers gather: one transaction records many, not one per POST
+            if not (fanned or claimed):
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll)
+                if room > 0:  # nothing was due: let new events gather rather than ask again at once
                     await asyncio.sleep(GATHER)
-            await self._drain()
+
+    async def _record_loop(self) -> None:
+        """Record finished attempts (and renew held leases) in transactions of their own, beside the
+        claims: on PostgreSQL the two overlap, each on its own connection, instead of taking turns.
+        Ends once stopped with nothing left to record (POSTs still in flight are ``_drain``'s)."""
+        while True:
+            held = list(self._created) if time.monotonic() - self._renewed > self.lease / 3 else []
+            if not (self._finished or held):
+                if self._stopping:
+                    return
+                self._answered.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._answered.wait(), self.poll)
+                await asyncio.sleep(GATHER)  # let answers gather: one transaction records many
+                continue
+            attempts, retry_at = self._take_finished()
+            try:
+                await asyncio.to_thread(self._record_sync, attempts, retry_at, held)
+            except Exception:  # the store may be away for a while: keep them, keep trying
+                log.exception("recording webhook attempts failed; retrying")
+                self._finished[:0] = attempts
+                self._retry_at.update(retry_at)
+                if self._stopping:
+                    return  # _drain tries once more; what it cannot record is sent again after the lease
+                await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        self._answered.set()
 
     async def _drain(self) -> None:
         """On stop: give POSTs in flight a moment, record them, hand back what was never sent."""
@@ -127,6 +164,7 @@ class Dispatcher:
         unsent = [c.id for q in self._queues.values() for c, _ in q.items]
         for q in self._queues.values():
             q.items.clear()
+        self._waiting = 0
         attempts, retry_at = self._take_finished()
         with self.store.write() as conn:
             wh.record_attempts(conn, attempts, self.owner, retry_at, self.config.webhook_max_age)
@@ -137,19 +175,20 @@ class Dispatcher:
         retry_at, self._retry_at = self._retry_at, {}
         return attempts, retry_at
 
-    def _cycle_sync(self, attempts: list[wh.Attempt], retry_at: dict[int, float | None], held: list[int],
-                    room: int) -> tuple[
-            list[wh.Claimed], dict[str, dict[str, Any]], dict[int, bytes], int]:
-        """One transaction: record finished attempts, renew held leases, fan out, claim; then (out of
-        the transaction, still off the event loop) encode the claimed events' payloads."""
-        now = time.time()
+    def _record_sync(self, attempts: list[wh.Attempt], retry_at: dict[int, float | None], held: list[int]) -> None:
         with self.store.write() as conn:
             wh.record_attempts(conn, attempts, self.owner, retry_at, self.config.webhook_max_age)
             if held:
-                wh.extend(conn, self.owner, held, now + self.lease)
+                wh.extend(conn, self.owner, held, time.time() + self.lease)
                 self._renewed = time.monotonic()
+
+    def _claim_sync(self, room: int) -> tuple[list[wh.Claimed], dict[str, dict[str, Any]], dict[int, bytes], int]:
+        """One transaction: fan out, claim; then (out of the transaction, still off the event loop)
+        encode the claimed events' payloads."""
+        now = time.time()
+        with self.store.write() as conn:
             # retries and expired leases first, then new events, born claimed by this process
-            claimed = wh.claim(conn, self.owner, now, self.lease, room) if room > 0 else []
+            claimed = wh.claim(conn, self.owner, now, self.lease, room)
             fresh = wh.fan_out(conn, now, room - len(claimed), self.owner, self.lease) if room > len(claimed) else []
             claimed += fresh
             fanned = len(fresh)
@@ -171,6 +210,7 @@ class Dispatcher:
             q.endpoint = eps[c.endpoint_id]
             self._created[c.id] = (c.attempts, c.created_at)
             q.items.append((c, row))
+            self._waiting += 1
         for eid, q in self._queues.items():
             want = min(self.config.webhook_concurrency, len(q.items)) - q.active
             for _ in range(max(want, 0)):
@@ -184,6 +224,7 @@ class Dispatcher:
             while q.items and not self._stopping:
                 n = BATCH_SIZE if q.endpoint["batch"] else 1
                 take = [q.items.popleft() for _ in range(min(n, len(q.items)))]
+                self._waiting -= len(take)
                 ids = [c.id for c, _ in take]
                 if q.endpoint["batch"]:
                     body = payload.join([p for _, p in take])
@@ -215,4 +256,6 @@ class Dispatcher:
         for d in a.delivery_ids:
             self._created.pop(d, None)
         self._finished.append(a)
-        self._wake.set()
+        self._answered.set()
+        if self._waiting <= REFILL_BELOW:
+            self._wake.set()
