@@ -61,6 +61,7 @@ _REWORDED = {
 _SIMPLE_PATH = re.compile(r"[ \t]*<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,255})>(.*)", re.DOTALL)
 _INLINE_PARSE = 256 * 1024  # bigger messages are parsed in a thread, off the event loop
 _DIR_CACHE: dict[type, list[str]] = {}
+_TRUSTED_IPS = 4096  # peer addresses whose trusted-network answer is kept
 
 
 def _listed(obj: object, prefixes: tuple[str, ...]) -> list[str]:
@@ -294,10 +295,18 @@ class SubmissionServer:
         self.tls_port: int | None = None
         self._servers: list[asyncio.Server] = []
         self._trusted: list[tuple[Any, int]] = []
+        self._trusted_ips: dict[str, int | None] = {}
 
     def trusted_account(self, ip: str) -> int | None:
         if not self._trusted or not ip:
             return None
+        if ip not in self._trusted_ips:  # parsing the address is a good part of a connection's set-up
+            if len(self._trusted_ips) >= _TRUSTED_IPS:
+                self._trusted_ips.clear()
+            self._trusted_ips[ip] = self._trusted_for(ip)
+        return self._trusted_ips[ip]
+
+    def _trusted_for(self, ip: str) -> int | None:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
