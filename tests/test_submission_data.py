@@ -98,7 +98,7 @@ async def test_any_data_split_anywhere_reads_as_aiosmtpd_reads_it(
 
 
 async def test_smuggled_end_of_data_over_the_wire_is_refused_and_the_session_goes_on(
-    sqlite_store: Store, tmp_path: Path
+    any_store: Store, tmp_path: Path
 ) -> None:
     """A '.' after a bare LF neither ends DATA early nor is accepted; the next message in the session is."""
     head = f"From: ops@acme.test\r\nTo: success@{SIM}\r\nSubject: data\r\n\r\n".encode()
@@ -119,7 +119,7 @@ async def test_smuggled_end_of_data_over_the_wire_is_refused_and_the_session_goe
             replies += [f.readline(), f.readline()]
         return replies
 
-    async with running(tmp_path, sqlite_store, worker=False, submission_trusted_networks="127.0.0.1/32=acme") as r:
+    async with running(tmp_path, any_store, worker=False, submission_trusted_networks="127.0.0.1/32=acme") as r:
         replies = await asyncio.to_thread(go, r.port)
         assert [x[:3] for x in replies] == [b"250", b"250", b"354", b"554", b"250", b"250", b"354", b"250", b"221"]
         assert b"smuggling" in replies[3]
