@@ -55,3 +55,24 @@ def test_single_failure_raises_to_caller(sqlite_store: Store) -> None:
         writer.call_merged("acct", _add, "bad")
     assert writer.call_merged("acct", _add, "ok") == 1
     writer.close()
+
+
+def test_one_group_without_a_savepoint_still_isolates_a_bad_request(any_store: Store) -> None:
+    """Requests queued behind a busy writer run as one group (no savepoint); a bad one rolls back, then fails alone."""
+    writer = GroupWriter(any_store)
+    running, release = threading.Event(), threading.Event()
+
+    def wait_then_add(conn: Connection, names: list[str]) -> list[int]:
+        running.set()
+        assert release.wait(30)
+        return _add(conn, names)
+
+    first = writer.enqueue("first", wait_then_add, "a0")
+    assert running.wait(30)
+    queued = [writer.enqueue("acct", _add, n) for n in ("a1", "a2", "bad", "a3")]
+    release.set()
+    assert first.result(30) >= 1
+    outcomes = [f.exception(30) or f.result(30) for f in queued]
+    writer.close()
+    assert [type(o) for o in outcomes] == [int, int, ValueError, int]
+    assert _count(any_store) == 4

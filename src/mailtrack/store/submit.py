@@ -64,13 +64,19 @@ def _tracked_links(email_id: str, html: str) -> list[dict[str, Any]]:
 
 def submit(conn: Connection, account_id: int, batch: list[NewEmail]) -> list[tuple[str, bool]]:
     """Store emails; returns (email id, created) in order — created is False for an idempotent replay."""
-    return [(eid, created) for eid, created, _ in submit_described(conn, account_id, batch)]
+    return [(eid, created) for eid, created, _ in _submit(conn, account_id, batch, describe=False)]
 
 
 def submit_described(
     conn: Connection, account_id: int, batch: list[NewEmail]
 ) -> list[tuple[str, bool, dict[str, Any] | None]]:
     """Like submit(), plus the API view of each new email built from what was written (no read-back)."""
+    return _submit(conn, account_id, batch, describe=True)
+
+
+def _submit(
+    conn: Connection, account_id: int, batch: list[NewEmail], *, describe: bool
+) -> list[tuple[str, bool, dict[str, Any] | None]]:
     account = acc.get_account(conn, account_id)
     wanted = {r.address.lower() for e in batch for r in e.recipients}
     suppressed = suppressed_among(conn, account_id, wanted)
@@ -147,6 +153,8 @@ def submit_described(
             record_batch(conn, changes, new_rows=rcpt_rows)
     for row in email_rows:
         metrics.submitted(row["source_type"], len(rcpts_of.get(row["id"], ())))
+    if not describe:
+        return out
     by_id = {row["id"]: row for row in email_rows}
     return [
         (eid, created, email_view(by_id[eid], rcpts_of.get(eid, []), client_refs.get(eid)) if created else None)

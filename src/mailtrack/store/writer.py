@@ -3,10 +3,11 @@
 One writer thread takes what is queued (up to ``max_items`` and ``max_weight``, round-robin over the
 keys so that one caller's bulk cannot hold up the others) and runs it in one transaction:
 requests made with the same ``key`` through ``call_merged`` are handed to their function together
-(one set of queries for fifty submissions), each group inside a SAVEPOINT. If a merged group fails,
-its requests are retried one by one, each in its own savepoint, so only the bad one's caller sees
-the error. One commit then answers every caller. Under load this turns N transactions, N lock
-hand-overs and N fsyncs into one, which is what keeps single submissions fast on SQLite.
+(one set of queries for fifty submissions), each group inside a SAVEPOINT (none when there is only
+one group: its failure rolls the transaction back instead). If a merged group fails, its requests are
+retried one by one, each in its own savepoint, so only the bad one's caller sees the error. One
+commit then answers every caller. Under load this turns N transactions, N lock hand-overs and N
+fsyncs into one, which is what keeps single submissions fast on SQLite.
 """
 
 from __future__ import annotations
@@ -130,17 +131,46 @@ class GroupWriter:
         groups: dict[Hashable, list[_Item]] = {}
         for it in items:
             groups.setdefault(it.key, []).append(it)
+        if len(groups) == 1 and len(items) > 1 and self._run_alone(items):
+            return
         outcomes: list[tuple[Future[Any], bool, Any]] = []
         try:
             with self.store.write() as conn:
                 for group in groups.values():
                     outcomes += self._run_group(conn, group, nested=len(items) > 1)
         except Exception as e:  # the commit failed: every caller learns it
-            log.warning("group commit of %d items failed: %s", len(items), e)
-            for it in items:
-                if not it.fut.done():
-                    it.fut.set_exception(e)
+            self._fail(items, e)
             return
+        self._answer(outcomes)
+
+    def _run_alone(self, group: list[_Item]) -> bool:
+        """One group (one account's submissions, the usual case) without a savepoint; False if it failed.
+
+        A failed group has rolled the whole transaction back, and ``_run`` then finds the bad request as
+        usual. A failed commit is not retried (on PostgreSQL it may have happened): every caller learns it.
+        """
+        ran = False
+        try:
+            with self.store.write() as conn:
+                results = group[0].fn(conn, [it.arg for it in group])
+                ran = True
+        except Exception as e:
+            if not ran:
+                return False
+            self._fail(group, e)
+            return True
+        self._answer([(it.fut, True, r) for it, r in zip(group, results, strict=True)])
+        return True
+
+    @staticmethod
+    def _fail(items: list[_Item], e: Exception) -> None:
+        log.warning("group commit of %d items failed: %s", len(items), e)
+        for it in items:
+            if not it.fut.done():
+                it.fut.set_exception(e)
+
+    @staticmethod
+    def _answer(outcomes: list[tuple[Future[Any], bool, Any]]) -> None:
         for fut, ok, value in outcomes:
             if ok:
                 fut.set_result(value)

@@ -80,6 +80,8 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """(display name, normalised address) for each address in the header(s) ``name``."""
     out: list[tuple[str, str]] = []
     values = [_FOLD.sub("", str(v)) for v in msg.get_all(name) or []]
+    if not values:  # getaddresses parses even nothing
+        return out
     plain = _PLAIN.fullmatch(values[0]) if len(values) == 1 else None
     found = [("", plain.group(1) or plain.group(2))] if plain is not None else getaddresses(values)
     for dn, addr in found:
