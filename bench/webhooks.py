@@ -256,6 +256,36 @@ async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float, url
     return got, took, cpu
 
 
+def _cpu_of(pids: list[int] | None = None, comm: str = "") -> float:
+    """CPU seconds (user + system) used so far by the given processes, or by every process named
+    ``comm`` (the PostgreSQL server's backends), read from /proc; 0 where /proc is not there."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not d.isdigit() or (pids is not None and int(d) not in pids):
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        name, rest = st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
+        if pids is not None or name == comm:
+            total += int(rest[11]) + int(rest[12])  # utime, stime
+    return total / tick
+
+
+def _idle() -> tuple[float, float]:
+    """The machine's idle and total CPU time so far (all cores, from /proc/stat), to tell how busy
+    it was meanwhile: a phase that leaves cores idle is bound by waiting, not by CPU."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    return float(v[3] + v[4]), float(sum(v[:8]))
+
+
 def _run(coro: Any) -> Any:
     """On uvloop when installed, as `mailtrack serve` runs its dispatcher (cli._run_loop)."""
     from mailtrack.cli import _run_loop
@@ -283,7 +313,10 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, c
             with store.write() as conn:
                 wh.update_endpoint(conn, acct, ep_single["id"], time.time(), url=rurl + "/hook")
             fill(store, single)
+            r0, p0, i0 = _cpu_of([proc.pid]), _cpu_of(comm="postgres"), _idle()
             got1, t1, cpu1 = _run(dispatch(config, store, rurl, single, max_s))
+            rcpu1, pgcpu1, i1 = _cpu_of([proc.pid]) - r0, _cpu_of(comm="postgres") - p0, _idle()
+            busy1 = 1 - (i1[0] - i0[0]) / max(i1[1] - i0[1], 1)
             gotp, tp = 0, 1.0
             if processes > 1:  # the same again with several dispatcher processes
                 fill(store, single)
@@ -301,7 +334,9 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, c
     print(f"[{engine}] receiver capacity (wrk, keep-alive, 50 conns): {cap:,.0f} POST/s")
     print(f"[{engine}] single events: {got1}/{single} in {t1:.1f}s = {single_rate:,.0f} events/s "
           f"= {single_rate / cap:.2f}x the receiver's capacity (target >= 0.5x); dispatcher CPU "
-          f"{cpu1 / max(got1, 1) * 1e6:.0f} us/event")
+          f"{cpu1 / max(got1, 1) * 1e6:.0f} us/event, receiver {rcpu1 / max(got1, 1) * 1e6:.0f} us/event"
+          + (f", PostgreSQL server {pgcpu1 / max(got1, 1) * 1e6:.0f} us/event" if engine == "postgresql" else "")
+          + f"; the machine was {busy1:.0%} busy")
     if processes > 1:
         print(f"[{engine}] single events, {processes} dispatcher processes (as {processes} `mailtrack worker`s "
               f"would run them): {gotp}/{single} in {tp:.1f}s = {gotp / tp:,.0f} events/s = {gotp / tp / cap:.2f}x "

@@ -324,8 +324,9 @@ def record_attempts(conn: Connection, attempts: list[Attempt], owner: str, retry
     if not attempts:
         return
     # an endpoint removed while its POSTs were in flight: nothing left to record them against
-    alive = set(conn.execute(select(webhook_endpoints.c.id).where(
-        webhook_endpoints.c.id.in_(sorted({a.endpoint_id for a in attempts})))).scalars())
+    # (the driver's own statements on this path: it runs many times a second)
+    which, args = _ids_sql(conn, "id", sorted({a.endpoint_id for a in attempts}))
+    alive = {r[0] for r in _fetch(conn, f"SELECT id FROM webhook_endpoints WHERE {which}", args)}
     attempts = [a for a in attempts if a.endpoint_id in alive]
     if not attempts:
         return
@@ -348,15 +349,18 @@ def record_attempts(conn: Connection, attempts: list[Attempt], owner: str, retry
     by_ep: dict[str, list[Attempt]] = defaultdict(list)
     for a in attempts:
         by_ep[a.endpoint_id].append(a)
+    healthy = [eid for eid, tries in by_ep.items() if tries[-1].ok and all(a.status_code != 410 for a in tries)]
+    if healthy:  # one statement for every endpoint whose last POST went through
+        which, args = _ids_sql(conn, "id", healthy)
+        conn.exec_driver_sql(f"UPDATE webhook_endpoints SET failing_since = NULL WHERE {which} "
+                             "AND failing_since IS NOT NULL", args)
     for eid, tries in by_ep.items():
         last = tries[-1]
         if any(a.status_code == 410 for a in tries):
             conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == eid).values(
                 enabled=False, disabled_reason="the receiver answered 410 Gone", updated_at=last.at))
         elif last.ok:
-            conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == eid,
-                                                         webhook_endpoints.c.failing_since.is_not(None))
-                         .values(failing_since=None))
+            continue
         else:
             # failing since the oldest event this endpoint could not take: its last try comes max_age later
             first_fail = min(a.waiting_since or a.at for a in tries)
