@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import gc
 import hashlib
 import hmac
 import json
@@ -189,6 +188,12 @@ def fill(store: Any, n: int) -> None:
             submit.submit(conn, acct, batch)
 
 
+def settle_gc() -> None:
+    from mailtrack.serve import settle_gc as settle
+
+    settle()
+
+
 def dispatcher_main(url: str, concurrency: int) -> None:
     """One more dispatcher process (``--processes``), as a second `mailtrack worker` would run one;
     it stops when its stdin closes."""
@@ -205,8 +210,7 @@ def dispatcher_main(url: str, concurrency: int) -> None:
         await d.stop()
         await asyncio.wait_for(task, 60)
 
-    gc.collect()
-    gc.freeze()
+    settle_gc()
     _run(main())
     store.dispose()
 
@@ -228,8 +232,7 @@ async def dispatch(config: Any, store: Any, rurl: str, n: int, max_s: float, url
     from mailtrack.webhooks.dispatcher import Dispatcher
 
     _get(rurl + "/reset")
-    gc.collect()  # as `mailtrack serve` does once started: what is loaded stays out of the collector's scans
-    gc.freeze()
+    settle_gc()  # as `mailtrack serve` does once started
     each = max(1, config.webhook_concurrency // processes)
     others = [subprocess.Popen([sys.executable, __file__, "--dispatcher", url, str(each)], stdin=subprocess.PIPE)
               for _ in range(processes - 1)]

@@ -170,18 +170,19 @@ def fan_out(conn: Connection, now: float, limit: int = 4000, owner: str | None =
             lease: float = 0.0) -> list[Claimed]:
     """Turn up to ``limit`` new outbox rows into deliveries for the endpoints that want them.
 
-    Set-based: one ``INSERT … SELECT`` per endpoint concerned and one ``UPDATE`` marking the rows
-    fanned, so no delivery row passes through Python. On SQLite the write lock is held, so the new
-    rows are exactly the unfanned ones between the first and the last id taken; on PostgreSQL the
-    rows are locked (SKIP LOCKED: another dispatcher takes the next ones) and named by id.
+    Set-based, so no delivery row passes through Python. SQLite: one ``INSERT … SELECT`` per
+    endpoint concerned and one ``UPDATE`` marking the rows fanned; the write lock is held, so the new
+    rows are exactly the unfanned ones between the first and the last id taken. PostgreSQL: one
+    statement, the rows locked (SKIP LOCKED), marked and fanned out (``_FAN_OUT_PG``).
 
     With an ``owner``, the new deliveries are born claimed by it (leased until ``now + lease``) and
     returned: a fresh event costs no separate claim. Without, they are due now for anyone.
     """
-    pg = conn.dialect.name == "postgresql"
-    q = (f"SELECT id, account_id FROM webhook_outbox WHERE {'NOT fanned' if pg else 'fanned = 0'} "
-         f"ORDER BY id LIMIT {int(limit)}" + (" FOR UPDATE SKIP LOCKED" if pg else ""))
-    rows = _fetch(conn, q, ())
+    due = now + lease if owner is not None else now
+    if conn.dialect.name == "postgresql":
+        return _fan_out_pg(conn, now, limit, owner, due)
+    rows = _fetch(conn, f"SELECT id, account_id FROM webhook_outbox WHERE fanned = 0 ORDER BY id LIMIT {int(limit)}",
+                  ())
     if not rows:
         return []
     ids = [int(r[0]) for r in rows]
@@ -189,13 +190,8 @@ def fan_out(conn: Connection, now: float, limit: int = 4000, owner: str | None =
     eps = conn.execute(select(webhook_endpoints.c.id, webhook_endpoints.c.account_id, webhook_endpoints.c.events_json)
                        .where(webhook_endpoints.c.account_id.in_(accounts), webhook_endpoints.c.enabled)
                        .order_by(webhook_endpoints.c.id)).all()
-    ph = "%s" if pg else "?"
-    which_args: tuple[Any, ...]
-    if pg:
-        which, which_args = "id = ANY(%s::bigint[])", (_pg_ints(ids),)
-    else:
-        which, which_args = "fanned = 0 AND id BETWEEN ? AND ?", (ids[0], ids[-1])
-    due = now + lease if owner is not None else now
+    ph = "?"
+    which, which_args = "fanned = 0 AND id BETWEEN ? AND ?", (ids[0], ids[-1])
     made: list[Claimed] = []
     for e in eps:
         wanted = sorted(set(json.loads(e.events_json)))
@@ -208,7 +204,26 @@ def fan_out(conn: Connection, now: float, limit: int = 4000, owner: str | None =
             f"WHERE {which} AND account_id = {ph}{types} ORDER BY id RETURNING id, outbox_id",
             (e.id, due, owner, now, *which_args, int(e.account_id), *type_args))
         made.extend(Claimed(int(r[0]), e.id, int(r[1]), 0, now) for r in got)
-    conn.exec_driver_sql(f"UPDATE webhook_outbox SET fanned = {'true' if pg else '1'} WHERE {which}", which_args)
+    conn.exec_driver_sql(f"UPDATE webhook_outbox SET fanned = 1 WHERE {which}", which_args)
+    made.sort(key=lambda c: c.id)
+    return made
+
+
+# PostgreSQL: take the rows (SKIP LOCKED: another dispatcher takes the next ones), mark them fanned
+# and make their deliveries in one statement; no outbox id passes through Python.
+_FAN_OUT_PG = (
+    "WITH taken AS (UPDATE webhook_outbox SET fanned = true WHERE id IN ("
+    "SELECT id FROM webhook_outbox WHERE NOT fanned ORDER BY id LIMIT {limit} FOR UPDATE SKIP LOCKED) "
+    "RETURNING id, account_id, type) "
+    "INSERT INTO webhook_deliveries (endpoint_id, outbox_id, state, attempts, next_attempt_at, lease_owner, "
+    "created_at) SELECT e.id, t.id, 'pending', 0, %s, %s, %s FROM taken t JOIN webhook_endpoints e "
+    "ON e.account_id = t.account_id AND e.enabled AND e.events_json::jsonb ?| ARRAY['*', t.type] "
+    "ORDER BY t.id, e.id RETURNING id, endpoint_id, outbox_id")
+
+
+def _fan_out_pg(conn: Connection, now: float, limit: int, owner: str | None, due: float) -> list[Claimed]:
+    got = _fetch(conn, _FAN_OUT_PG.format(limit=int(limit)), (due, owner, now))
+    made = [Claimed(int(r[0]), r[1], int(r[2]), 0, now) for r in got]
     made.sort(key=lambda c: c.id)
     return made
 

@@ -36,6 +36,8 @@ log = logging.getLogger("mailtrack.webhooks")
 BATCH_SIZE = 100
 MAX_QUEUED = 4000  # claimed and waiting for a POST, all endpoints together (POSTs in flight not counted)
 REFILL_BELOW = MAX_QUEUED // 2  # claim again once the queue is down to this: few, large claims
+CLAIM_MAX = 1000  # a claim's size: it must be done before the POSTs drain the rest of the queue
+FIRST_CLAIM = 250  # with nothing in flight, claim this many first: the first POSTs wait for less
 # The cycle's thread and the event loop hand the GIL back and forth: the database driver lets it go
 # around every call, and taking it back waits out the loop's whole switch interval (5 ms by
 # default) while the loop is busy — a cycle of a few dozen statements then takes 100+ ms, and the
@@ -112,7 +114,9 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         """Fan out new events and claim due deliveries whenever the queue has room, until stopped."""
         while not self._stopping:
-            room = MAX_QUEUED - self._waiting if self._waiting <= REFILL_BELOW else 0
+            room = min(MAX_QUEUED - self._waiting, CLAIM_MAX) if self._waiting <= REFILL_BELOW else 0
+            if not self._tasks:  # idle until now (a backlog after a restart, say): start sending soon
+                room = min(room, FIRST_CLAIM)
             claimed: list[wh.Claimed] = []
             fanned = 0
             if room > 0:
