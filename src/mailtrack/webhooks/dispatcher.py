@@ -24,6 +24,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..config import Config
@@ -34,9 +35,10 @@ from . import payload, retry, sender
 log = logging.getLogger("mailtrack.webhooks")
 
 BATCH_SIZE = 100
-MAX_QUEUED = 4000  # claimed and waiting for a POST, all endpoints together (POSTs in flight not counted)
+MAX_QUEUED = 8000  # claimed and waiting for a POST, all endpoints together (POSTs in flight not counted);
+# batch mode needs this many: 50 connections of 100-event POSTs hold 5,000 in flight
 REFILL_BELOW = MAX_QUEUED // 2  # claim again once the queue is down to this: few, large claims
-CLAIM_MAX = 1000  # a claim's size: it must be done before the POSTs drain the rest of the queue
+CLAIM_MAX = 4000  # a claim's size: it must be done before the POSTs drain the rest of the queue
 FIRST_CLAIM = 250  # with nothing in flight, claim this many first: the first POSTs wait for less
 # The cycle's thread and the event loop hand the GIL back and forth: the database driver lets it go
 # around every call, and taking it back waits out the loop's whole switch interval (5 ms by
@@ -80,7 +82,8 @@ class Dispatcher:
         self._answered = asyncio.Event()  # the recorder: attempts finished
         self._waiting = 0  # claimed events no POST has taken yet
         self._stopping = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # POSTs sent and not answered yet
+        self._idle = asyncio.Event()  # set whenever no POST is in flight
         self._rng = random.Random()
         self.sent = 0  # POSTs answered 2xx (for benches and tests)
 
@@ -103,8 +106,11 @@ class Dispatcher:
         async with sender.client(self.config.webhook_timeout, self.config.webhook_allow_private) as http:
             self._http = http
             recorder = asyncio.create_task(self._record_loop())
+            # PostgreSQL: two claims at a time, on two connections (SKIP LOCKED shares the rows out):
+            # a claim is mostly the server's work, and one at a time left batch mode waiting on it
+            claimers = 2 if self.store.is_postgres else 1
             try:
-                await self._claim_loop()
+                await asyncio.gather(*[self._claim_loop() for _ in range(claimers)])
             finally:
                 self._stopping = True  # also when the claims failed in a way they could not survive
                 self._answered.set()
@@ -115,7 +121,7 @@ class Dispatcher:
         """Fan out new events and claim due deliveries whenever the queue has room, until stopped."""
         while not self._stopping:
             room = min(MAX_QUEUED - self._waiting, CLAIM_MAX) if self._waiting <= REFILL_BELOW else 0
-            if not self._tasks:  # idle until now (a backlog after a restart, say): start sending soon
+            if not self._in_flight:  # idle until now (a backlog after a restart, say): start sending soon
                 room = min(room, FIRST_CLAIM)
             claimed: list[wh.Claimed] = []
             fanned = 0
@@ -171,8 +177,10 @@ class Dispatcher:
 
     async def _drain(self) -> None:
         """On stop: give POSTs in flight a moment, record them, hand back what was never sent."""
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        if self._in_flight:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 5)
         unsent = [c.id for q in self._queues.values() for c, _ in q.items]
         for q in self._queues.values():
             q.items.clear()
@@ -223,35 +231,40 @@ class Dispatcher:
             self._created[c.id] = (c.attempts, c.created_at)
             q.items.append((c, row))
             self._waiting += 1
-        for eid, q in self._queues.items():
-            want = min(self.config.webhook_concurrency, len(q.items)) - q.active
-            for _ in range(max(want, 0)):
-                q.active += 1
-                t = asyncio.create_task(self._drain_queue(eid, q))
-                self._tasks.add(t)
-                t.add_done_callback(self._tasks.discard)
+        for eid, q in list(self._queues.items()):
+            self._pump(eid, q)
 
-    async def _drain_queue(self, eid: str, q: _Queue) -> None:
-        try:
-            while q.items and not self._stopping:
-                n = BATCH_SIZE if q.endpoint["batch"] else 1
-                take = [q.items.popleft() for _ in range(min(n, len(q.items)))]
-                self._waiting -= len(take)
-                ids = [c.id for c, _ in take]
-                if q.endpoint["batch"]:
-                    body = payload.join([p for _, p in take])
-                    msg_id = f"msg_{ids[0]}_{len(ids)}"
-                else:
-                    body = take[0][1]
-                    msg_id = f"evt_{take[0][0].outbox_id}"
-                now = time.time()
-                attempt = await sender.post(self._http, q.endpoint, wh.signing_secrets(q.endpoint, now), msg_id,
-                                            body, ids)
-                self._settle(attempt)
-        finally:
-            q.active -= 1
-            if not q.items and q.active == 0:
-                self._queues.pop(eid, None)
+    def _pump(self, eid: str, q: _Queue) -> None:
+        """Start POSTs from the endpoint's queue while it has fewer than WEBHOOK_CONCURRENCY in flight.
+
+        A callback per answer (``_answered_by``) takes the next one: no task or future per POST.
+        """
+        batch = q.endpoint["batch"]
+        while q.items and q.active < self.config.webhook_concurrency and not self._stopping:
+            take = [q.items.popleft() for _ in range(min(BATCH_SIZE if batch else 1, len(q.items)))]
+            self._waiting -= len(take)
+            ids = [c.id for c, _ in take]
+            if batch:
+                body = payload.join([p for _, p in take])
+                msg_id = f"msg_{ids[0]}_{len(ids)}"
+            else:
+                body = take[0][1]
+                msg_id = f"evt_{take[0][0].outbox_id}"
+            q.active += 1
+            self._in_flight += 1
+            sender.start(self._http, q.endpoint, wh.signing_secrets(q.endpoint, time.time()), msg_id, body, ids,
+                         partial(self._answered_by, eid, q))
+        if not q.items and q.active == 0:
+            self._queues.pop(eid, None)
+
+    def _answered_by(self, eid: str, q: _Queue, a: wh.Attempt) -> None:
+        q.active -= 1
+        self._in_flight -= 1
+        self._settle(a)
+        if self._in_flight == 0:
+            self._idle.set()
+        if self._queues.get(eid) is q:
+            self._pump(eid, q)
 
     def _settle(self, a: wh.Attempt) -> None:
         if a.ok:

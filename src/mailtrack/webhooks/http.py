@@ -30,6 +30,7 @@ import re
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
@@ -96,14 +97,20 @@ def origin(url: str) -> Origin:
     return Origin(target, f"POST {path} HTTP/1.1\r\nHost: {shown}\r\n".encode("ascii"))
 
 
+Result = Response | BaseException
+Callback = Callable[[Result], None]
+
+
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; ``request`` sends and waits for the whole answer (or ``keep`` of it)."""
+    """One keep-alive connection; ``request`` sends and calls back once with the whole answer (or
+    ``keep`` of it) or the error — never from inside the parser: by ``call_soon``."""
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[Response] | None = None
+        self.callback: Callback | None = None  # set while a request waits for its answer
+        self.timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.idle_since = 0.0
         self._reset()
@@ -119,9 +126,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
-        if self.waiter is None:  # nothing asked: a server talking out of turn is not reused
+        if self.callback is None:  # nothing asked: a server talking out of turn is not reused
             self._close()
             return
         self.answered = True
@@ -135,16 +143,14 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        w = self.waiter
-        if w is None or w.done():
+        if self.callback is None:
             return
         if self.status >= 200:  # a body that runs until the close, or one cut short: the status stands
             self._finish(False)
         elif not self.answered:
-            w.set_exception(_Stale("the connection was closed before an answer"))
+            self._deliver(_Stale("the connection was closed before an answer"))
         else:
-            w.set_exception(HTTPError(f"the connection was closed mid-answer{f': {exc}' if exc else ''}"))
-        self.waiter = None
+            self._deliver(HTTPError(f"the connection was closed mid-answer{f': {exc}' if exc else ''}"))
 
     # -- httptools callbacks ------------------------------------------------------------------------
 
@@ -152,7 +158,7 @@ class _Connection(asyncio.Protocol):
         self.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
-        if self.waiter is None:
+        if self.callback is None:
             return
         room = self.keep - len(self.body)
         if room > 0:
@@ -162,7 +168,7 @@ class _Connection(asyncio.Protocol):
             self._finish(False)
 
     def on_message_complete(self) -> None:
-        if self.waiter is None:
+        if self.callback is None:
             return
         if 100 <= self.status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
             self.status = 0
@@ -171,18 +177,36 @@ class _Connection(asyncio.Protocol):
 
     # -- ours -----------------------------------------------------------------------------------------
 
+    def request(self, data: bytes, deadline: float, callback: Callback) -> None:
+        """Send ``data``; ``callback`` gets the answer, or TimeoutError at ``deadline`` (loop time).
+
+        A timer on the loop, not ``asyncio.timeout``, and a callback, not a future awaited by a
+        task: this runs once per POST, at thousands a second.
+        """
+        assert self.transport is not None and self.callback is None
+        self._reset()
+        self.callback = callback
+        self.timer = self.loop.call_at(deadline, self._fail, TimeoutError())
+        self.transport.write(data)
+
+    def _deliver(self, result: Result) -> None:
+        """Hand the result over, once: later news of this request (a close after a timeout) is dropped."""
+        cb, self.callback = self.callback, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if cb is not None:
+            self.loop.call_soon(cb, result)
+
     def _finish(self, reusable: bool) -> None:
-        w, self.waiter = self.waiter, None
         self.reusable = reusable
-        if w is not None and not w.done():
-            w.set_result(Response(self.status, bytes(self.body)))
+        if self.callback is not None:
+            self._deliver(Response(self.status, bytes(self.body)))
         if not reusable:
             self._close()
 
-    def _fail(self, e: Exception) -> None:
-        w, self.waiter = self.waiter, None
-        if w is not None and not w.done():
-            w.set_exception(e)
+    def _fail(self, e: BaseException) -> None:
+        self._deliver(e)
         self._close()
 
     def _close(self) -> None:
@@ -191,28 +215,16 @@ class _Connection(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
-    async def request(self, data: bytes, deadline: float) -> Response:
-        """Send ``data`` and wait for the answer until ``deadline`` (loop time), then TimeoutError.
-
-        A timer on the loop, not ``asyncio.timeout``: it runs once per POST, and costs less.
-        """
-        assert self.transport is not None and self.waiter is None
-        self._reset()
-        loop = asyncio.get_running_loop()
-        self.waiter = loop.create_future()
-        timer = loop.call_at(deadline, self._fail, TimeoutError())
-        try:
-            self.transport.write(data)
-            return await self.waiter
-        finally:
-            timer.cancel()
-
     def usable(self, now: float) -> bool:
-        return not self.closed and self.waiter is None and now - self.idle_since < IDLE
+        return not self.closed and self.callback is None and now - self.idle_since < IDLE
 
 
 class Client:
-    """POSTs with keep-alive pools per origin. Use as ``async with Client(…) as http``."""
+    """POSTs with keep-alive pools per origin. Use as ``async with Client(…) as http``.
+
+    ``post`` awaits an answer; ``send`` is the same POST with a callback, for callers that make
+    thousands a second (the dispatcher) and need no task or future per POST.
+    """
 
     def __init__(self, timeout: float, allow_private: bool, *, keep: int = 1024,
                  ssl_context: ssl.SSLContext | None = None) -> None:
@@ -222,6 +234,7 @@ class Client:
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._open: set[_Connection] = set()
+        self._connecting: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Client:
         return self
@@ -230,6 +243,8 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        for t in list(self._connecting):
+            t.cancel()
         for c in list(self._open):
             c._close()
         self._open.clear()
@@ -241,27 +256,40 @@ class Client:
         Raises ``guard.UnsafeURL``, ``TimeoutError`` (past ``timeout``, connecting included),
         ``OSError`` (connecting, TLS) or ``HTTPError``.
         """
-        o = origin(url)
-        data = b"".join((o.request_line, headers, b"content-length: %d\r\n\r\n" % len(body), body))
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+
+        def done(result: Result) -> None:
+            if fut.done():
+                return
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+
+        self.send(url, headers, body, done)
+        return await fut
+
+    def send(self, url: str, headers: bytes, body: bytes, callback: Callback) -> None:
+        """``post`` by callback: ``callback`` is called once, never before this returns, with the
+        ``Response`` or what ``post`` would raise (``guard.UnsafeURL`` included)."""
         loop = asyncio.get_running_loop()
+        try:
+            o = origin(url)
+        except guard.UnsafeURL as e:
+            loop.call_soon(callback, e)
+            return
+        data = b"".join((o.request_line, headers, b"content-length: %d\r\n\r\n" % len(body), body))
         deadline = loop.time() + self.timeout
         conn = self._take(o.key)
         if conn is not None:
-            try:
-                return await self._send(o, conn, data, deadline)
-            except _Stale:
-                pass  # the server had closed it while idle: once more on a new connection
-        conn = await asyncio.wait_for(self._connect(o), max(deadline - loop.time(), 0))
-        try:
-            return await self._send(o, conn, data, deadline)
-        except _Stale as e:
-            raise HTTPError(str(e)) from None
+            self._send(o, conn, data, deadline, callback, True)
+        else:
+            self._connect_then_send(o, data, deadline, callback)
 
-    async def _send(self, o: Origin, conn: _Connection, data: bytes, deadline: float) -> Response:
-        try:
-            got = await conn.request(data, deadline)
-        finally:
-            if conn.reusable and not conn.closed and conn.waiter is None:
+    def _send(self, o: Origin, conn: _Connection, data: bytes, deadline: float, callback: Callback,
+              stale_retry: bool) -> None:
+        def done(result: Result) -> None:
+            if conn.reusable and not conn.closed and conn.callback is None:
                 conn.idle_since = time.monotonic()
                 pool = self._idle.setdefault(o.key, deque())
                 if len(pool) < MAX_IDLE:
@@ -272,7 +300,33 @@ class Client:
                 conn._close()
             if conn.closed:
                 self._open.discard(conn)
-        return got
+            if isinstance(result, _Stale):
+                if stale_retry:  # the server had closed it while idle: once more on a new connection
+                    self._connect_then_send(o, data, deadline, callback)
+                else:
+                    callback(HTTPError(str(result)))
+                return
+            callback(result)
+
+        conn.request(data, deadline, done)
+
+    def _connect_then_send(self, o: Origin, data: bytes, deadline: float, callback: Callback) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def connect() -> None:
+            try:
+                conn = await asyncio.wait_for(self._connect(o), max(deadline - loop.time(), 0))
+            except asyncio.CancelledError:
+                callback(HTTPError("the client was closed"))
+                raise
+            except Exception as e:
+                callback(e)
+                return
+            self._send(o, conn, data, deadline, callback, False)
+
+        task = loop.create_task(connect())
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
 
     def _take(self, key: tuple[str, str, int]) -> _Connection | None:
         pool = self._idle.get(key)

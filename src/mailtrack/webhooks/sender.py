@@ -7,7 +7,9 @@ attempt row the dispatcher records.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..store.webhooks import RESPONSE_KEPT, Attempt
@@ -27,21 +29,30 @@ async def post(client: http.Client, endpoint: dict[str, Any], secrets: list[str]
 
     ``body`` is the JSON already encoded (bytes), or what to encode.
     """
+    fut: asyncio.Future[Attempt] = asyncio.get_running_loop().create_future()
+    start(client, endpoint, secrets, msg_id, body, delivery_ids, fut.set_result)
+    return await fut
+
+
+def start(client: http.Client, endpoint: dict[str, Any], secrets: list[str], msg_id: str, body: Any,
+          delivery_ids: list[int], on_attempt: Callable[[Attempt], None]) -> None:
+    """``post`` by callback: ``on_attempt`` gets the attempt once the POST is over (never before this
+    returns). The dispatcher's way: no task or future per POST."""
     started = time.time()
     t0 = time.perf_counter()
     data = body if isinstance(body, bytes) else payload.encode(body)
 
-    def done(code: int | None, response: str | None, error: str | None) -> Attempt:
-        return Attempt(endpoint["id"], delivery_ids, started, code, int((time.perf_counter() - t0) * 1000),
-                       response, error)
+    def done(result: http.Result) -> None:
+        code = response = error = None
+        if isinstance(result, http.Response):
+            code, response = result.status, result.body.decode("utf-8", "replace")
+        elif isinstance(result, guard.UnsafeURL):
+            error = f"refused: {result}"
+        elif isinstance(result, TimeoutError):
+            error = "timed out"
+        else:
+            error = f"{type(result).__name__}: {result}"[:500]
+        on_attempt(Attempt(endpoint["id"], delivery_ids, started, code, int((time.perf_counter() - t0) * 1000),
+                           response, error))
 
-    try:
-        hdrs = signing.header_lines(secrets, msg_id, int(started), data)
-        resp = await client.post(endpoint["url"], _FIXED + hdrs, data)
-    except guard.UnsafeURL as e:
-        return done(None, None, f"refused: {e}")
-    except TimeoutError:
-        return done(None, None, "timed out")
-    except (OSError, http.HTTPError) as e:
-        return done(None, None, f"{type(e).__name__}: {e}"[:500])
-    return done(resp.status, resp.body.decode("utf-8", "replace"), None)
+    client.send(endpoint["url"], _FIXED + signing.header_lines(secrets, msg_id, int(started), data), data, done)
