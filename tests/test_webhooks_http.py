@@ -161,6 +161,62 @@ async def test_not_http_refused_and_unsafe_urls_become_attempts_with_reasons() -
             assert a.error is not None and a.error.startswith("refused:"), (bad, a.error)
 
 
+async def test_send_calls_back_exactly_once_and_never_before_it_returns() -> None:
+    """The dispatcher's path: ``Client.send`` with a callback, for an answer, a stale keep-alive
+    connection sent again, an unsafe URL, a refused connection and a timeout."""
+    served = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (req := await _read_request(reader)) is not None:
+            served.append(req)
+            if req.endswith(b"slow"):
+                await asyncio.sleep(30)
+            writer.write(_answer(200, b"ok"))
+            await writer.drain()
+            if req.endswith(b"close-after"):
+                writer.close()  # keep-alive by default: the client finds it closed at its next POST
+                return
+
+    calls: list[tuple[str, http.Result]] = []
+    returned: set[str] = set()
+
+    def start(client: http.Client, tag: str, url: str, body: bytes) -> None:
+        def done(result: http.Result) -> None:
+            assert tag in returned, "called back before send returned"
+            calls.append((tag, result))
+
+        client.send(url, b"", body, done)
+        returned.add(tag)
+
+    async def until(n: int) -> None:
+        for _ in range(1000):  # 10 s
+            if len(calls) >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"only {len(calls)} of {n} callbacks: {calls}")
+
+    async with server(handle) as url, http.Client(1, True) as client:
+        start(client, "first", url, b"close-after")
+        await until(1)
+        await asyncio.sleep(0)  # the server closes the idle connection now or later: both are fine
+        start(client, "again", url, b"2")
+        start(client, "unsafe", "gopher://example.com/", b"3")
+        start(client, "slow", url, b"slow")
+        await until(4)
+    async with http.Client(1, True) as client:
+        port = url.split(":")[2].split("/")[0]  # the server is gone: nothing listens there
+        start(client, "refused", f"http://127.0.0.1:{port}/", b"4")
+        await until(5)
+    got = dict(calls)
+    assert len(calls) == len(got) == 5, calls  # once each
+    assert isinstance(got["first"], http.Response) and got["first"].body == b"ok"
+    assert isinstance(got["again"], http.Response) and got["again"].status == 200
+    assert isinstance(got["unsafe"], guard.UnsafeURL)
+    assert isinstance(got["slow"], TimeoutError)
+    assert isinstance(got["refused"], OSError)
+    assert [r for r in served if r.endswith(b"2")], "the POST after the close went out (on a new connection)"
+
+
 def test_urls_are_turned_into_safe_request_lines() -> None:
     o = http.origin("https://Example.com:8443/a b/ü?x=1 2")
     assert o.key == ("https", "example.com", 8443)
