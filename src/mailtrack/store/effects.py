@@ -80,14 +80,18 @@ def apply(conn: Connection, recorded: Sequence[Recorded]) -> None:
 
 _OUTBOX_COLS = "account_id, recipient_id, email_id, type, at, seq, status, reason, data_json, fanned"
 _CHUNK = 200
-_COPY_FROM = 500  # below this, COPY's own set-up costs more than the INSERTs it saves
 
 
 def _write_outbox(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Plain multi-row INSERTs (COPY on PostgreSQL): this runs for every event, hits included."""
+    """COPY on PostgreSQL, multi-row INSERTs on SQLite: this runs for every event, hits included.
+
+    COPY at any size: psycopg adapts a multi-row INSERT's parameters one by one in Python, which
+    cost 55–68 µs of client CPU per row against COPY's 5–11 (100 and 1,000 rows per transaction),
+    and COPY was no slower for one to ten rows (2026-12-03, PostgreSQL 15 on loopback).
+    """
     if not rows:
         return
-    if len(rows) >= _COPY_FROM and conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur, cur.copy(f"COPY webhook_outbox ({_OUTBOX_COLS}) FROM STDIN") as copy:
