@@ -327,7 +327,10 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, c
             with store.write() as conn:  # the batch phase: only the batch endpoint wants events now
                 wh.update_endpoint(conn, acct, ep_single["id"], time.time(), url=rurl + "/hook", batch=True)
             fill(store, batch)
+            p0, i0 = _cpu_of(comm="postgres"), _idle()
             got2, t2, cpu2 = _run(dispatch(config, store, rurl, batch, max_s))
+            pgcpu2, i1 = _cpu_of(comm="postgres") - p0, _idle()
+            busy2 = 1 - (i1[0] - i0[0]) / max(i1[1] - i0[1], 1)
             bad = _get(rurl + "/count")["bad"]
         finally:
             proc.terminate()
@@ -350,7 +353,9 @@ def run_engine(engine: str, single: int, batch: int, wrk_s: int, max_s: float, c
     print(f"[{engine}] receiver's own batch ceiling (wrk, 100-event bodies): {batch_cap:,.0f} events/s")
     print(f"[{engine}] batch events:  {got2}/{batch} in {t2:.1f}s = {batch_rate:,.0f} events/s "
           f"(target >= 20,000/s; {batch_rate / batch_cap:.2f}x the receiver's ceiling); dispatcher CPU "
-          f"{cpu2 / max(got2, 1) * 1e6:.0f} us/event; bad signatures: {bad}")
+          f"{cpu2 / max(got2, 1) * 1e6:.0f} us/event"
+          + (f", PostgreSQL server {pgcpu2 / max(got2, 1) * 1e6:.0f} us/event" if engine == "postgresql" else "")
+          + f"; the machine was {busy2:.0%} busy; bad signatures: {bad}")
     return {"capacity": cap, "single": single_rate, "batch": batch_rate, "batch_ceiling": batch_cap,
             "client_ceiling": client_cap}
 
