@@ -193,6 +193,29 @@ async def test_a_failing_receiver_is_retried_until_it_answers_2xx(wapi: Api, rec
     assert wapi.get(f"/api/v1/webhooks/{wid}").json()["failing_since"] is None
 
 
+async def test_what_went_through_leaves_the_queue_and_is_counted_once(wapi: Api, receiver: Receiver) -> None:
+    """A delivery answered 2xx is deleted from the queue and counted on its endpoint; one sent twice
+    (recorded twice, as after a lease ran out in another process) counts once; failures stay."""
+    receiver.answers["/half"] = lambda n: 204 if n % 2 else 500
+    wid = _endpoint(wapi, receiver.url("/half"))["id"]
+    _send(wapi)  # three recipients: three events
+    async with dispatching(wapi):
+        await _until(lambda: wapi.get(f"/api/v1/webhooks/{wid}").json()["deliveries"] == {"delivered": 3},
+                     "all three through, the failed tries retried")
+    with wapi.store.read() as conn:
+        left = conn.exec_driver_sql("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = ?"
+                                    if wapi.store.is_sqlite else
+                                    "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = %s", (wid,)).scalar()
+    assert left == 0
+    statuses = [a["status_code"] for a in wapi.get(f"/api/v1/webhooks/{wid}/deliveries").json()["attempts"]]
+    assert statuses.count(204) == 3 and 500 in statuses
+    done = [a for a in wapi.get(f"/api/v1/webhooks/{wid}/deliveries").json()["attempts"] if a["status_code"] == 204]
+    with wapi.store.write() as conn:  # the same answer recorded once more: nothing left to count
+        wh.record_attempts(conn, [wh.Attempt(wid, done[0]["deliveries"], time.time(), 204, 1, "", None)], "again",
+                           {}, wapi.config.webhook_max_age)
+    assert wapi.get(f"/api/v1/webhooks/{wid}").json()["deliveries"] == {"delivered": 3}
+
+
 async def test_410_gone_disables_the_endpoint(wapi: Api, receiver: Receiver) -> None:
     receiver.answers["/gone"] = 410
     wid = _endpoint(wapi, receiver.url("/gone"))["id"]

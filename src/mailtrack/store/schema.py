@@ -239,6 +239,8 @@ webhook_endpoints = Table(
     Column("failing_since", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # deliveries that went through: their queue rows are deleted then (migration 0006)
+    Column("delivered", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 webhook_deliveries = Table(
@@ -248,7 +250,9 @@ webhook_deliveries = Table(
     # no foreign key: its per-row check cost a third of the fan-out on PostgreSQL (migration 0005)
     Column("endpoint_id", String(32), nullable=False),
     Column("outbox_id", BigInteger, nullable=False),
-    Column("state", String(16), nullable=False),  # pending, delivered, failed
+    # the queue: pending, and failed (given up); a delivery that went through is deleted and
+    # counted on its endpoint, its POST kept in webhook_attempts
+    Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=True),
     Column("lease_owner", String(64), nullable=True),
