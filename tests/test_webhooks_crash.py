@@ -26,8 +26,10 @@ SERVICE = {"MAILTRACK_WEBHOOK_ALLOW_PRIVATE": "true", "MAILTRACK_WEBHOOK_TIMEOUT
 
 
 @pytest.mark.slow
-async def test_kill_9_with_events_pending_loses_none(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/mailtrack.db"
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+async def test_kill_9_with_events_pending_loses_none(tmp_path: Path, engine: str, request: pytest.FixtureRequest
+                                                     ) -> None:
+    url = f"sqlite:///{tmp_path}/mailtrack.db" if engine == "sqlite" else request.getfixturevalue("pg_schema_url")
     store = open_store(url)
     receiver = Receiver().start()
     log = tmp_path / "serve.log"
