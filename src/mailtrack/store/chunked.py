@@ -1,9 +1,13 @@
-"""Split long parameter lists: SQLite allows 32,766 bound variables per statement, PostgreSQL 65,535."""
+"""Split long parameter lists: SQLite allows 32,766 bound variables per statement, PostgreSQL 65,535.
+
+And multi-row INSERTs within those limits (``insert_rows``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Table
 
 T = TypeVar("T")
 CHUNK = 500  # well under both limits, and small enough for the planner to use the index
@@ -18,3 +22,30 @@ def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+_ROWS_PER_INSERT = 32_000  # bound values per multi-row INSERT, under both limits
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT rows (dicts with the same keys) as multi-row VALUES by the driver, a few statements in all.
+
+    For the hot inserts (submission, events): SQLAlchemy's executemany costs its own per-row parameter
+    processing, and SQLite's driver then steps once per row, giving up and retaking the GIL each time,
+    which the event loop's thread then holds for up to a switch interval. The values go to the driver as
+    they are (str, int, float, bool, bytes, None: what both drivers take for these columns).
+    """
+    if not rows:
+        return
+    shapes: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(row), []).append(row)
+    q = conn.dialect.identifier_preparer.quote
+    ph = "%s" if conn.dialect.name == "postgresql" else "?"
+    for cols, same in shapes.items():
+        one = "(" + ", ".join([ph] * len(cols)) + ")"
+        head = f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in cols)}) VALUES "
+        per = max(1, _ROWS_PER_INSERT // len(cols))
+        for i in range(0, len(same), per):
+            part = same[i:i + per]
+            conn.exec_driver_sql(head + ", ".join([one] * len(part)), tuple(r[c] for r in part for c in cols))
