@@ -40,12 +40,24 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     shapes: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
         shapes.setdefault(tuple(row), []).append(row)
-    q = conn.dialect.identifier_preparer.quote
-    ph = "%s" if conn.dialect.name == "postgresql" else "?"
     for cols, same in shapes.items():
-        one = "(" + ", ".join([ph] * len(cols)) + ")"
-        head = f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in cols)}) VALUES "
         per = max(1, _ROWS_PER_INSERT // len(cols))
         for i in range(0, len(same), per):
             part = same[i:i + per]
-            conn.exec_driver_sql(head + ", ".join([one] * len(part)), tuple(r[c] for r in part for c in cols))
+            conn.exec_driver_sql(_insert_sql(conn, table, cols, len(part)), tuple(r[c] for r in part for c in cols))
+
+
+_SQL: dict[tuple[str, str, tuple[str, ...], int], str] = {}
+
+
+def _insert_sql(conn: Connection, table: Table, cols: tuple[str, ...], n: int) -> str:
+    key = (conn.dialect.name, table.name, cols, n)
+    sql = _SQL.get(key)
+    if sql is None:
+        if len(_SQL) > 1000:  # batch sizes vary: keep the common ones
+            _SQL.clear()
+        q = conn.dialect.identifier_preparer.quote
+        one = "(" + ", ".join(["%s" if conn.dialect.name == "postgresql" else "?"] * len(cols)) + ")"
+        sql = _SQL[key] = (f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in cols)}) VALUES "
+                           + ", ".join([one] * n))
+    return sql
