@@ -91,9 +91,9 @@ async def connect(server: SubmissionServer) -> tuple[_SubmissionSMTP, Wire]:
     return proto, wire
 
 
-async def test_set_up_matches_aiosmtpds_own(sqlite_store: Store, tmp_path: Path) -> None:
+async def test_set_up_matches_aiosmtpds_own(any_store: Store, tmp_path: Path) -> None:
     """Every attribute aiosmtpd's __init__ sets is set, to the same value (methods bound to the same functions)."""
-    server, _ = trusted_server(tmp_path, sqlite_store)
+    server, _ = trusted_server(tmp_path, any_store)
     loop = asyncio.get_running_loop()
     ctx = server_context(server.config, tmp_path / "var")
     ours = server.protocol_factory(loop, starttls=ctx, require_tls=True)()
@@ -124,8 +124,8 @@ async def test_set_up_matches_aiosmtpds_own(sqlite_store: Store, tmp_path: Path)
     assert ours._auth_methods.keys() == {"LOGIN", "PLAIN"}
 
 
-async def test_pipelined_commands_are_answered_in_one_write(sqlite_store: Store, tmp_path: Path) -> None:
-    server, account = trusted_server(tmp_path, sqlite_store)
+async def test_pipelined_commands_are_answered_in_one_write(any_store: Store, tmp_path: Path) -> None:
+    server, account = trusted_server(tmp_path, any_store)
     try:
         proto, wire = await connect(server)
         proto.data_received(b"EHLO client.test\r\nMAIL FROM:<app@acme.test>\r\nRCPT TO:<success@" + SIM.encode()
@@ -141,17 +141,17 @@ async def test_pipelined_commands_are_answered_in_one_write(sqlite_store: Store,
         # the 250 after DATA is never held (it waits on the store); RSET's and NOOP's went out with QUIT's 221
         assert len(wire.writes) == 4, wire.writes
         email_id = wire.replies()[-4].split()[-1].decode()
-        with sqlite_store.read() as conn:
+        with any_store.read() as conn:
             view = queries.get_email(conn, account, email_id)
         assert {r["address"] for r in view["recipients"]} == {f"success@{SIM}", f"other@{SIM}"}
     finally:
         await server.stop()
 
 
-async def test_a_reply_is_not_held_for_a_command_that_has_not_fully_arrived(sqlite_store: Store,
+async def test_a_reply_is_not_held_for_a_command_that_has_not_fully_arrived(any_store: Store,
                                                                             tmp_path: Path) -> None:
     """Held only while a whole command is waiting: a partial line may be all the client sends until it is answered."""
-    server, _ = trusted_server(tmp_path, sqlite_store)
+    server, _ = trusted_server(tmp_path, any_store)
     try:
         proto, wire = await connect(server)
         proto.data_received(b"HELO client.test\r\nMAIL FROM:<app@acme.test>\r\nRCPT TO:<succ")
@@ -174,9 +174,9 @@ async def test_a_reply_is_not_held_for_a_command_that_has_not_fully_arrived(sqli
 
 
 @pytest.mark.parametrize("refusal", ["bogus", "limit"])
-async def test_held_replies_go_out_before_a_refusal_closes_the_connection(sqlite_store: Store, tmp_path: Path,
+async def test_held_replies_go_out_before_a_refusal_closes_the_connection(any_store: Store, tmp_path: Path,
                                                                           refusal: str) -> None:
-    server, _ = trusted_server(tmp_path, sqlite_store)
+    server, _ = trusted_server(tmp_path, any_store)
     try:
         proto, wire = await connect(server)
         if refusal == "bogus":  # the fifth unknown command closes the connection
@@ -192,9 +192,9 @@ async def test_held_replies_go_out_before_a_refusal_closes_the_connection(sqlite
         await server.stop()
 
 
-async def test_idle_timer_moves_with_each_command_and_closes_when_idle(sqlite_store: Store, tmp_path: Path) -> None:
+async def test_idle_timer_moves_with_each_command_and_closes_when_idle(any_store: Store, tmp_path: Path) -> None:
     """The timer is moved, not re-created, per command; firing before the deadline it re-arms, after it closes."""
-    server, _ = trusted_server(tmp_path, sqlite_store)
+    server, _ = trusted_server(tmp_path, any_store)
     try:
         proto, wire = await connect(server)
         loop = asyncio.get_running_loop()
