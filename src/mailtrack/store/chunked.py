@@ -33,13 +33,20 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     For the hot inserts (submission, events): SQLAlchemy's executemany costs its own per-row parameter
     processing, and SQLite's driver then steps once per row, giving up and retaking the GIL each time,
     which the event loop's thread then holds for up to a switch interval. The values go to the driver as
-    they are (str, int, float, bool, bytes, None: what both drivers take for these columns).
+    they are (str, int, float, bool, bytes, None: what both drivers take for these columns). On
+    PostgreSQL one single-row statement is executemany'd instead (see below).
     """
     if not rows:
         return
     shapes: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
         shapes.setdefault(tuple(row), []).append(row)
+    if conn.dialect.name == "postgresql":
+        # psycopg parses placeholders in Python, and keeps the result only for statements of at most 50
+        # parameters (and 4 KB): one single-row statement, executemany'd (pipelined, prepared after a few)
+        for cols, same in shapes.items():
+            conn.exec_driver_sql(_insert_sql(conn, table, cols, 1), [tuple(r[c] for c in cols) for r in same])
+        return
     for cols, same in shapes.items():
         per = max(1, _ROWS_PER_INSERT // len(cols))
         for i in range(0, len(same), per):
