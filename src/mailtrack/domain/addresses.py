@@ -48,7 +48,8 @@ def parse_address(text: str, what: str = "address") -> tuple[str, str]:
     if not _LOCAL.fullmatch(local) or local.startswith(".") or local.endswith(".") or ".." in local:
         raise AddressError(f"{what} {text!r} has an invalid local part")
     try:
-        ascii_domain = domain.encode("idna").decode("ascii").lower()
+        # an ASCII domain is its own IDNA form (the codec only checks label lengths, as _LABEL does below)
+        ascii_domain = (domain if domain.isascii() else domain.encode("idna").decode("ascii")).lower()
     except UnicodeError as e:
         raise AddressError(f"{what} {text!r} has an invalid domain") from e
     labels = ascii_domain.split(".")

@@ -39,6 +39,19 @@ def get_account(conn: Connection, account_id: int) -> dict[str, Any]:
     return dict(row)
 
 
+def track_default(conn: Connection, account_id: int) -> bool:
+    """The account's tracking default (submission reads it per transaction: one plain query by the driver)."""
+    sql = _TRACK_DEFAULT_PG if conn.dialect.name == "postgresql" else _TRACK_DEFAULT
+    found = conn.exec_driver_sql(sql, (account_id,)).first()
+    if found is None:
+        raise NotFound("no such account")
+    return bool(found[0])
+
+
+_TRACK_DEFAULT = "SELECT track_default FROM accounts WHERE id = ?"
+_TRACK_DEFAULT_PG = _TRACK_DEFAULT.replace("?", "%s")
+
+
 def set_track_default(conn: Connection, account_id: int, value: bool) -> None:
     conn.execute(update(accounts).where(accounts.c.id == account_id).values(track_default=value))
 

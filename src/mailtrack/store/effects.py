@@ -70,12 +70,15 @@ def apply(conn: Connection, recorded: Sequence[Recorded]) -> None:
         (r.account_id, r.recipient_id, r.email_id, r.type, r.at, r.seq, r.status, r.reason, r.data_json, False)
         for r in recorded if r.type in WEBHOOK_EVENTS
     ])
+    counted: dict[str, int] = {}
     for r in recorded:
         if r.type in _STATUSES:
-            metrics.status_changed(r.type)
+            counted[r.type] = counted.get(r.type, 0) + 1
         source = SUPPRESSION_SOURCE.get(r.type)
         if source is not None and r.suppress:
             suppressions.add(conn, r.account_id, r.address, suppression_reason(r.type, r.reason), source)
+    for status, n in counted.items():
+        metrics.status_changed(status, n)
 
 
 _OUTBOX_COLS = "account_id, recipient_id, email_id, type, at, seq, status, reason, data_json, fanned"

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from .. import metrics
 from ..domain.status import Status
 from ..domain.tracking import resolve_tracking
 from ..inject import extract_links
 from . import accounts as acc
+from .chunked import insert_rows
 from .ids import new_id, now
 from .queries import email_view
 from .schema import attachments, emails, links
@@ -77,7 +79,7 @@ def submit_described(
 def _submit(
     conn: Connection, account_id: int, batch: list[NewEmail], *, describe: bool
 ) -> list[tuple[str, bool, dict[str, Any] | None]]:
-    account = acc.get_account(conn, account_id)
+    track_default = acc.track_default(conn, account_id)
     wanted = {r.address.lower() for e in batch for r in e.recipients}
     suppressed = suppressed_among(conn, account_id, wanted)
     t = now()
@@ -103,7 +105,7 @@ def _submit(
                 client_cache[e.client] = acc.find_client(conn, account_id, e.client)
             client_row = client_cache[e.client]
         tracking = resolve_tracking(
-            bool(account["track_default"]), client_row["tracking"] if client_row else None, e.tracking
+            track_default, client_row["tracking"] if client_row else None, e.tracking
         )
         eid = new_id()
         client_refs[eid] = client_row["external_ref"] if client_row else None
@@ -143,16 +145,17 @@ def _submit(
             changes.append(Change(rid, status.value, reason=shown, at=t))
         out.append((eid, True, None))
     if email_rows:
-        conn.execute(insert(emails), email_rows)
-        if att_rows:
-            conn.execute(insert(attachments), att_rows)
-        if link_rows:
-            conn.execute(insert(links), link_rows)
+        insert_rows(conn, emails, email_rows)
+        insert_rows(conn, attachments, att_rows)
+        insert_rows(conn, links, link_rows)
         if rcpt_rows:
             # the rows start with no status: the core enters creating, then spooled or rejected
             record_batch(conn, changes, new_rows=rcpt_rows)
+    counted: Counter[str | None] = Counter()
     for row in email_rows:
-        metrics.submitted(row["source_type"], len(rcpts_of.get(row["id"], ())))
+        counted[row["source_type"]] += len(rcpts_of.get(row["id"], ()))
+    for source_type, n in counted.items():
+        metrics.submitted(source_type, n)
     if not describe:
         return out
     by_id = {row["id"]: row for row in email_rows}

@@ -38,12 +38,12 @@ def suppressed_among(conn: Connection, account_id: int, addresses: set[str]) -> 
     if not addresses:
         return {}
     found: dict[str, str] = {}
+    ph = "%s" if conn.dialect.name == "postgresql" else "?"
     for part in chunks(sorted(addresses)):  # one IN list per chunk: a huge batch must not exceed SQL limits
-        rows = conn.execute(
-            select(suppressions.c.address, suppressions.c.reason).where(
-                suppressions.c.account_id == account_id, suppressions.c.address.in_(part)
-            )
-        )
+        # by the driver: every submission transaction asks, usually for one or two addresses
+        rows = conn.exec_driver_sql(
+            f"SELECT address, reason FROM suppressions WHERE account_id = {ph} AND address IN "
+            f"({', '.join([ph] * len(part))})", (account_id, *part))
         found.update({a: r for a, r in rows})
     return found
 

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..domain.status import STATUS_EVENTS, Status, can_transition
 from . import effects
+from .chunked import insert_rows
 from .ids import now
 from .schema import events, recipients
 
@@ -166,15 +167,13 @@ def record_batch(
 
 def _flush(conn: Connection, pending: list[dict[str, Any]]) -> None:
     if pending:
-        conn.execute(insert(events), pending)
+        insert_rows(conn, events, pending)
         pending.clear()
 
 
 def _write_recipients(conn: Connection, states: dict[str, _State]) -> None:
     """New rows in one INSERT; changed rows with one executemany UPDATE per shape of values."""
-    new = [st.values for st in states.values() if st.new]
-    if new:
-        conn.execute(insert(recipients), new)
+    insert_rows(conn, recipients, [st.values for st in states.values() if st.new])
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for rid, st in states.items():
         if st.new or not st.values:

@@ -33,6 +33,7 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 # one plain address, bracketed or not: what most applications write, read without the RFC 5322 parser
 _PLAIN = re.compile(rf"[ \t]*(?:<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
                     rf"|({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*))[ \t]*")
+_HEADER_NAME = re.compile(r"[\041-\071\073-\176]+:")  # the feed parser's header line: printable name, colon
 _METADATA_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _KNOWN = ("x-mailtrack-source-type", "x-mailtrack-source-reference", "x-mailtrack-source-event",
           "x-mailtrack-client", "x-mailtrack-tracking")
@@ -62,8 +63,24 @@ def _decoded(value: str) -> str:
         return value
 
 
-def _one(msg: Message, name: str) -> str | None:
-    values = msg.get_all(name) or []
+class _Headers:
+    """The message's headers by lower-case name, read once: ``get_all`` walks (and lower-cases) every header
+    for each name asked for, a dozen times per message here."""
+
+    __slots__ = ("by_name",)
+
+    def __init__(self, msg: Message) -> None:
+        self.by_name: dict[str, list[tuple[str, object]]] = {}
+        fetch = msg.policy.header_fetch_parse
+        for name, value in msg._headers:  # type: ignore[attr-defined]  # what get_all reads
+            self.by_name.setdefault(name.lower(), []).append((name, fetch(name, value)))
+
+    def get_all(self, name: str) -> list[object]:
+        return [v for _, v in self.by_name.get(name.lower(), ())]
+
+
+def _one(msg: _Headers, name: str) -> str | None:
+    values = msg.get_all(name)
     if len(values) > 1:
         raise _bad(name, "given more than once")
     if not values:
@@ -76,10 +93,10 @@ def _one(msg: Message, name: str) -> str | None:
     return value
 
 
-def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+def _addresses(msg: _Headers, name: str) -> list[tuple[str, str]]:
     """(display name, normalised address) for each address in the header(s) ``name``."""
     out: list[tuple[str, str]] = []
-    values = [_FOLD.sub("", str(v)) for v in msg.get_all(name) or []]
+    values = [_FOLD.sub("", str(v)) for v in msg.get_all(name)]
     if not values:  # getaddresses parses even nothing
         return out
     plain = _PLAIN.fullmatch(values[0]) if len(values) == 1 else None
@@ -94,11 +111,11 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     return out
 
 
-def _metadata(msg: Message) -> dict[str, object]:
+def _metadata(msg: _Headers) -> dict[str, object]:
     meta: dict[str, str] = {}
     out: dict[str, object] = {"metadata": meta}
-    for name in {k.lower() for k in msg if k.lower().startswith("x-mailtrack-")}:
-        shown = next(k for k in msg if k.lower() == name)
+    for name in [k for k in msg.by_name if k.startswith("x-mailtrack-")]:
+        shown = msg.by_name[name][0][0]  # as first written
         value = _one(msg, shown) or ""
         if name.startswith("x-mailtrack-metadata-"):
             key = shown[len("x-mailtrack-metadata-"):]
@@ -166,13 +183,40 @@ def _bodies(msg: Message) -> tuple[str | None, str | None]:
     return text, html
 
 
+def _header_lines(block: str) -> list[tuple[str, str]] | None:
+    """(name, value) of each header as compat32's feed parser stores them, or None to let it parse the block.
+
+    Only for the plain case: CRLF-ended lines, each a ``name:`` line or a continuation of one. Anything else (a
+    'From ' line, a line without a name, a continuation first) is left to the parser and its defects.
+    """
+    out: list[tuple[str, str]] = []
+    for line in block.split("\r\n"):
+        if line[:1] in (" ", "\t"):
+            if not out:
+                return None
+            name, value = out[-1]
+            out[-1] = (name, value + "\r\n" + line)  # compat32 keeps the folds
+        else:
+            m = _HEADER_NAME.match(line)
+            if m is None:
+                return None
+            out.append((line[:m.end() - 1], line[m.end():].lstrip(" \t")))
+    return [(name, value.rstrip("\r\n")) for name, value in out]
+
+
 def _parse(raw: bytes) -> Message:
     """The message as compat32 parses it, parsing only the header block when the body is a single part."""
     # The feed parser walks the body line by line; a single-part body is its payload unchanged, so it is set
     # directly. Multipart and message/* bodies, and header blocks the parser finds defects in, go the full way.
+    # A plain header block (every line CRLF-ended here) is split without the feed parser (_header_lines).
     blank = raw.find(b"\r\n\r\n")
     if blank != -1:
-        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[:blank + 2])
+        lines = _header_lines(raw[:blank].decode("ascii", "surrogateescape"))
+        if lines is not None:
+            msg = Message(policy=compat32)
+            msg._headers = lines  # type: ignore[attr-defined]  # what the feed parser's set_raw() fills
+        else:
+            msg = BytesHeaderParser(policy=compat32).parsebytes(raw[:blank + 2])
         if not msg.defects and not msg.get_payload() and msg.get_content_maintype() not in ("multipart", "message"):
             msg.set_payload(raw[blank + 4:].decode("ascii", "surrogateescape"))  # as BytesParser decodes it
             return msg
@@ -188,12 +232,13 @@ def to_new_email(raw: bytes, rcpt_tos: Sequence[str]) -> NewEmail:
                           "end lines with CRLF")
         raw = _BARE.sub(b"\r\n", raw)  # other bare LFs (legacy clients) become CRLF, as Postfix normalises them
     msg = _parse(raw)
-    senders = _addresses(msg, "From")
+    headers = _Headers(msg)
+    senders = _addresses(headers, "From")
     if len(senders) != 1:
         raise _bad("From", "the message needs exactly one From address")
     for name in ("Subject", "Reply-To", "To", "Cc", "Date", "Message-ID"):
-        _one(msg, name)
-    visible = {"to": _addresses(msg, "To"), "cc": _addresses(msg, "Cc")}
+        _one(headers, name)
+    visible = {"to": _addresses(headers, "To"), "cc": _addresses(headers, "Cc")}
     kind_of: dict[str, tuple[str, str]] = {}  # address → (kind, display name)
     for kind in ("cc", "to"):  # To wins over Cc
         kind_of.update({addr.lower(): (kind, name) for name, addr in visible[kind]})
@@ -204,12 +249,12 @@ def to_new_email(raw: bytes, rcpt_tos: Sequence[str]) -> NewEmail:
         seen.add(rcpt.lower())
         kind, name = kind_of.get(rcpt.lower(), ("bcc", ""))
         recipients.append(NewRecipient(name, rcpt, kind))
-    reply_to = _addresses(msg, "Reply-To")
+    reply_to = _addresses(headers, "Reply-To")
     text, html = _bodies(msg)
-    meta = _metadata(msg)
+    meta = _metadata(headers)
     return NewEmail(
         from_addr=format_address(*senders[0]), recipients=recipients,
-        subject=" ".join((_one(msg, "Subject") or "").split()),
+        subject=" ".join((_one(headers, "Subject") or "").split()),
         text=text, html=html, reply_to=format_address(*reply_to[0]) if reply_to else None,
         to_header=", ".join(format_address(*a) for a in visible["to"]),
         cc_header=", ".join(format_address(*a) for a in visible["cc"]),

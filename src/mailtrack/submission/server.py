@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import inspect
 import ipaddress
 import logging
 import re
@@ -23,7 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import (
+    ALLOWED_BEFORE_STARTTLS,
+    BOGUS_LIMIT,
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+    TLSSetupException,
+    _AuthMechAttr,
+    sanitized_log,
+)
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +50,7 @@ from .message import Refused, to_new_email
 from .tls import server_context
 
 log = logging.getLogger("mailtrack.submission")
+session_log = logging.getLogger("mail.log")  # aiosmtpd's
 
 IDENT = "ESMTP mailtrack submission"
 QUEUED = "250 2.0.0 Ok: queued as {email_id}"
@@ -60,16 +72,21 @@ _REWORDED = {
 }
 _SIMPLE_PATH = re.compile(r"[ \t]*<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,255})>(.*)", re.DOTALL)
 _INLINE_PARSE = 256 * 1024  # bigger messages are parsed in a thread, off the event loop
-_DIR_CACHE: dict[type, list[str]] = {}
+_DIR_CACHE: dict[tuple[type, tuple[str, ...]], list[str]] = {}
+_AUTH_NAMES: dict[type, list[tuple[str, str]]] = {}
 _TRUSTED_IPS = 4096  # peer addresses whose trusted-network answer is kept
+# commands whose replies may wait while the client has already sent the next command (RFC 2920 pipelining):
+# none of them reads from the client or waits on anything but the handler's own quick checks
+_HOLDABLE = frozenset({"HELO", "EHLO", "MAIL", "RCPT", "RSET", "NOOP", "VRFY", "HELP", "EXPN"})
 
 
 def _listed(obj: object, prefixes: tuple[str, ...]) -> list[str]:
-    """The attribute names of ``obj`` with these prefixes, worked out once per class."""
-    names = _DIR_CACHE.get(type(obj))
+    """The attribute names of ``obj`` with these prefixes, sorted, worked out once per class."""
+    key = (type(obj), prefixes)
+    names = _DIR_CACHE.get(key)
     if names is None:
-        names = _DIR_CACHE[type(obj)] = [n for n in object.__dir__(obj) if n.startswith(prefixes)]
-    return list(names)
+        names = _DIR_CACHE[key] = sorted(n for n in dir(type(obj)) if n.startswith(prefixes))
+    return names
 
 
 @dataclass(frozen=True)
@@ -96,16 +113,75 @@ class _Capture:
         return AuthResult(success=True, auth_data=data)
 
 
+_CAPTURE = _Capture()
+
+
+def _auth_names(obj: object) -> list[tuple[str, str]]:
+    """(mechanism, attribute) of each auth_* method, named as aiosmtpd names them (sorted, as getmembers is)."""
+    return [(getattr(getattr(obj, name), "__auth_mechanism_name__", name.replace("auth_", "").replace("__", "-")),
+             name) for name in _listed(obj, ("auth_",))]
+
+
 class _SubmissionSMTP(SMTP):
-    def __init__(self, handler: SubmissionHandler, owner: SubmissionServer, **kwargs: Any) -> None:
-        super().__init__(handler, authenticator=_Capture(), **kwargs)
+    """aiosmtpd's SMTP protocol with its per-connection set-up and command loop made cheaper.
+
+    ``__init__`` sets what aiosmtpd 1.4.6's sets (tests/test_submission_protocol.py compares the two), from
+    names worked out once per class and hooks once per handler, instead of dir(), inspect.getmembers() and
+    inspect.signature() on every connection. ``_handle_client`` is aiosmtpd's loop without its per-line debug
+    logging, with the idle timer moved instead of re-created per command, and with replies held back while
+    the client has already sent the next command (pipelining): they go out in one write with the first reply
+    that is not held, or as soon as nothing complete is left to read.
+    """
+
+    def __init__(self, handler: SubmissionHandler, owner: SubmissionServer, *, data_size_limit: int | None,
+                 hostname: str, ident: str, tls_context: ssl.SSLContext | None, auth_require_tls: bool,
+                 timeout: float, command_call_limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        # what SMTP.__init__ sets for these arguments (authenticator=_Capture(), no PROXY, no SMTPUTF8)
+        self.__ident__ = ident
+        self.loop = loop
+        asyncio.StreamReaderProtocol.__init__(
+            self, asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected, loop=loop)
+        self.event_handler = handler
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = False
+        self._decode_data = False
+        # aiosmtpd keeps this on the class (every session shares it, and clears it per connection): one each
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        self.hostname = hostname
+        self.tls_context = tls_context  # server_context(): CERT_NONE, no hostname check (aiosmtpd warns otherwise)
+        self.require_starttls = False
+        self._timeout_duration = timeout
+        self._timeout_handle: asyncio.TimerHandle | None = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = auth_require_tls
+        self._proxy_timeout = None
+        self._authenticator = _CAPTURE
+        self._auth_callback = None
+        self._auth_required = False
+        own = _AUTH_NAMES.get(type(self))
+        if own is None:
+            own = _AUTH_NAMES[type(self)] = _auth_names(self)
+        self._auth_methods = {mech: _AuthMechAttr(getattr(self, name), True) for mech, name in own}
+        self._auth_methods.update(handler.mechanisms)
+        self._handle_hooks = handler.hooks
+        self._ehlo_hook_ver = "new"
+        self._smtp_methods = {name[5:]: getattr(self, name) for name in _listed(self, ("smtp_",))}
+        self._enforce_call_limit = True
+        self._call_limit_base = {}
+        self._call_limit_default = command_call_limit
+        # ours
         self._owner = owner
         self._ip: str | None = None
-
-    def __dir__(self) -> list[str]:
-        # aiosmtpd's __init__ finds the smtp_* and auth_* methods with dir() / inspect.getmembers() on every
-        # connection, reading every attribute of the protocol: listing just those makes a connection ~2 ms cheaper
-        return _listed(self, ("smtp_", "auth_"))
+        self._deadline = 0.0  # the idle timer fires at or after this; it moves on with each command
+        self._held: list[bytes] = []  # replies waiting for the end of a pipelined group
+        self._holding = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # runs again after STARTTLS, with a fresh session
@@ -129,12 +205,27 @@ class _SubmissionSMTP(SMTP):
             self._ip = ip
 
     def _refuse(self, reply: str) -> None:
+        self._holding = False
+        self._flush_held()
         if self.transport is not None and not self.transport.is_closing():
             if isinstance(self.transport, asyncio.WriteTransport):
                 self.transport.write(reply.encode() + b"\r\n")
             self.transport.close()
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # called per command: the deadline moves, and the timer is re-armed only when it would fire too late
+        # (aiosmtpd cancels and re-creates it each time); a timer that fires early re-arms itself
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > self._deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+
     def _timeout_cb(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+            return
         self._refuse(IDLE_TIMEOUT)  # aiosmtpd just closes; say why first
         super()._timeout_cb()
 
@@ -155,9 +246,143 @@ class _SubmissionSMTP(SMTP):
         return super()._getaddr(arg)
 
     async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str) and status in _REWORDED:
-            status = _REWORDED[status].format(size=self.data_size_limit)
-        await super().push(status)
+        # aiosmtpd's push without its debug log; held while a pipelined group is being answered
+        if isinstance(status, str):
+            if status in _REWORDED:
+                status = _REWORDED[status].format(size=self.data_size_limit)
+            reply = status.encode("ascii") + b"\r\n"
+        else:
+            reply = status + b"\r\n"
+        if self._holding:
+            self._held.append(reply)
+            return
+        if self._held:
+            self._held.append(reply)
+            reply = b"".join(self._held)
+            self._held.clear()
+        writer = self._writer
+        writer.write(reply)
+        transport = writer.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            await writer.drain()  # raises if the connection is gone, waits if the client reads slowly
+
+    def _flush_held(self) -> None:
+        if self._held:
+            reply = b"".join(self._held)
+            self._held.clear()
+            if self.transport is not None and not self.transport.is_closing():
+                self._writer.write(reply)
+
+    async def _handle_client(self) -> None:
+        # aiosmtpd 1.4.6's loop (without PROXY, which this server does not take), replies held while pipelined
+        assert self.session is not None
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+        call_limit: collections.defaultdict[str, int] = collections.defaultdict(
+            lambda: self._call_limit_default, self._call_limit_base)
+        bogus_budget = BOGUS_LIMIT
+        reader = self._reader
+        while self.transport is not None:
+            try:
+                self._holding = False
+                if b"\n" not in reader._buffer:  # type: ignore[attr-defined]
+                    self._flush_held()  # nothing more was pipelined: the client waits for these replies
+                try:
+                    line: bytes = await reader.readuntil()
+                except asyncio.LimitOverrunError as error:
+                    # Line too long. Read until end of line before sending 500.
+                    await reader.read(error.consumed)
+                    while True:
+                        try:
+                            await reader.readuntil()
+                            break
+                        except asyncio.LimitOverrunError as e:
+                            await reader.read(e.consumed)
+                    await self.push("500 Command line too long")
+                    continue
+                # a complete command already follows: the client pipelines, so this one's replies can wait
+                self._holding = b"\n" in reader._buffer  # type: ignore[attr-defined]
+                line = line.rstrip(b"\r\n")
+                if session_log.isEnabledFor(logging.INFO):
+                    sanitized_log(session_log.info, "%r >> %r", self.session.peer, line)
+                if not line:
+                    await self.push("500 Error: bad syntax")
+                    continue
+                command_bytes, _, arg_bytes = line.partition(b" ")
+                try:
+                    command = command_bytes.upper().decode(encoding="ascii")
+                except UnicodeDecodeError:
+                    await self.push("500 Error: bad syntax")
+                    continue
+                arg: str | None = None
+                if arg_bytes:
+                    try:
+                        arg = str(arg_bytes.strip(), encoding="ascii", errors="strict")
+                    except UnicodeDecodeError:
+                        await self.push("500 Error: strict ASCII mode")
+                        continue
+                max_sz = (self.command_size_limits[command] if self.session.extended_smtp
+                          else self.command_size_limit)
+                if len(line) > max_sz:
+                    await self.push("500 Command line too long")
+                    continue
+                if not self._tls_handshake_okay and command != "QUIT":
+                    await self.push("554 Command refused due to lack of security")
+                    continue
+                if self.require_starttls and not self._tls_protocol and command not in ALLOWED_BEFORE_STARTTLS:
+                    await self.push("530 Must issue a STARTTLS command first")
+                    continue
+                budget = call_limit[command]
+                if budget < 1:
+                    session_log.warning("%r over limit for %s", self.session.peer, command)
+                    self._holding = False
+                    await self.push(f"421 4.7.0 {command} sent too many times")
+                    self.transport.close()
+                    continue
+                call_limit[command] = budget - 1
+                method = self._smtp_methods.get(command)
+                if method is None:
+                    session_log.warning("%r unrecognised: %s", self.session.peer, command)
+                    bogus_budget -= 1
+                    if bogus_budget < 1:
+                        session_log.warning("%r too many bogus commands", self.session.peer)
+                        self._holding = False
+                        await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
+                        self.transport.close()
+                        continue
+                    await self.push(f'500 Error: command "{command}" not recognized')
+                    continue
+                self._reset_timeout()
+                if command not in _HOLDABLE:
+                    self._holding = False  # it reads from the client (DATA, AUTH), switches to TLS or closes
+                await method(arg)
+            except asyncio.CancelledError:
+                # QUIT, EOF, or the connection went away: what was answered is still sent
+                self._holding = False
+                self._flush_held()
+                session_log.info("%r Connection lost during _handle_client()", self.session.peer)
+                self._writer.close()
+                raise
+            except ConnectionResetError:
+                session_log.info("%r Connection lost during _handle_client()", self.session.peer)
+                self._writer.close()
+                raise
+            except Exception as error:
+                self._holding = False
+                status = None
+                try:
+                    status = await self.handle_exception(error)
+                except Exception as inner_error:
+                    try:
+                        session_log.exception("%r Exception in handle_exception()", self.session.peer)
+                        status = f"500 Error: ({inner_error.__class__.__name__}) {inner_error}"
+                    except Exception:
+                        status = "500 Error: Cannot describe error"
+                finally:
+                    if isinstance(error, TLSSetupException):
+                        self.transport.close()
+                        self.connection_lost(error)
+                    else:
+                        await self.push(status)  # type: ignore[type-var]
 
     async def smtp_DATA(self, arg: str) -> None:
         # aiosmtpd's smtp_DATA with the data read in bulk (data.py): its per-line loop was a tenth of the
@@ -221,10 +446,10 @@ class SubmissionHandler:
 
     def __init__(self, server: SubmissionServer) -> None:
         self.server = server
-
-    def __dir__(self) -> list[str]:
-        # read by aiosmtpd's __init__ on every connection (hooks and auth_* methods), like the protocol's
-        return _listed(self, ("handle_", "auth_"))
+        # what aiosmtpd's __init__ looks up on the handler for every connection, looked up once
+        self.hooks: dict[str, Callable[..., Any]] = {
+            name[7:]: getattr(self, name) for name in _listed(self, ("handle_",))}
+        self.mechanisms = {mech: _AuthMechAttr(getattr(self, name), False) for mech, name in _auth_names(self)}
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
@@ -265,9 +490,6 @@ class SubmissionHandler:
         return await self.server.accept(account, list(envelope.rcpt_tos), envelope.original_content or b"")
 
 
-# aiosmtpd's __init__ takes inspect.signature() of handle_EHLO on every connection (to tell its old 4-argument
-# form from the new one); a __signature__ computed once answers that from the function itself
-SubmissionHandler.handle_EHLO.__signature__ = inspect.signature(SubmissionHandler.handle_EHLO)  # type: ignore[attr-defined]
 
 
 def _submit_many(conn: Connection, requests: list[tuple[int, submit.NewEmail]]) -> list[str]:
@@ -336,17 +558,10 @@ class SubmissionServer:
             return [(net, accounts.get_or_create_account(conn, name))
                     for net, name in self.config.submission_trusted_networks]
 
-    async def _listen(self, where: tuple[str, int], *, starttls: ssl.SSLContext | None = None,
-                      implicit: ssl.SSLContext | None = None) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
-        session_log = logging.getLogger("mail.log")
-        if session_log.level == logging.NOTSET:
-            session_log.setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
-        if _QUIET not in session_log.filters:
-            session_log.addFilter(_QUIET)
+    def protocol_factory(self, loop: asyncio.AbstractEventLoop, *, starttls: ssl.SSLContext | None,
+                         require_tls: bool) -> Callable[[], _SubmissionSMTP]:
+        """One SMTP protocol per connection, sharing one handler."""
         handler = SubmissionHandler(self)
-        # with implicit TLS every session is encrypted, which aiosmtpd cannot see: AUTH is allowed outright
-        require_tls = implicit is None and not self.config.submission_allow_plaintext
 
         def protocol() -> _SubmissionSMTP:
             return _SubmissionSMTP(
@@ -354,6 +569,19 @@ class SubmissionServer:
                 ident=IDENT, tls_context=starttls, auth_require_tls=require_tls,
                 timeout=self.limits.idle_timeout, command_call_limit=self.limits.max_commands, loop=loop,
             )
+
+        return protocol
+
+    async def _listen(self, where: tuple[str, int], *, starttls: ssl.SSLContext | None = None,
+                      implicit: ssl.SSLContext | None = None) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        if session_log.level == logging.NOTSET:
+            session_log.setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+        if _QUIET not in session_log.filters:
+            session_log.addFilter(_QUIET)
+        # with implicit TLS every session is encrypted, which aiosmtpd cannot see: AUTH is allowed outright
+        protocol = self.protocol_factory(loop, starttls=starttls,
+                                         require_tls=implicit is None and not self.config.submission_allow_plaintext)
 
         # SO_REUSEPORT (opt-in): more `serve --role submission` processes share the port and the kernel spreads
         # connections, which is how submission uses more than one core. Off by default, so that a second
