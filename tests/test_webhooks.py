@@ -331,6 +331,20 @@ async def test_an_endpoint_failing_for_max_age_is_disabled_and_its_deliveries_gi
     assert body["deliveries"].get("pending", 0) + body["deliveries"].get("failed", 0) == 1
 
 
+def test_a_try_started_before_max_age_and_answered_after_still_gets_the_last_one() -> None:
+    """Otherwise its endpoint, failing all along, would never be disabled: the last try would have
+    started less than max_age after the first failure."""
+    from mailtrack.webhooks import retry
+
+    created = 1000.0
+    # tried at +0.9 s, the 500 (or the timeout) came at +1.5 s: once more, at once (the limit has passed)
+    assert retry.next_attempt(5, created, created + 1.5, 1.0, (0.2,), tried_at=created + 0.9) == created + 1.0
+    assert retry.next_attempt(6, created, created + 1.1, 1.0, (0.2,), tried_at=created + 1.0) is None
+    assert retry.next_attempt(6, created, created + 1.1, 1.0, (0.2,)) is None  # judged by now without tried_at
+    got = retry.next_attempt(1, created, created + 0.1, 1.0, (0.2,))
+    assert got is not None and created + 0.26 <= got <= created + 0.34  # 0.2 s ± 20 % jitter
+
+
 async def test_posts_to_one_endpoint_stay_within_its_concurrency(any_store: Store, tmp_path: Path) -> None:
     import threading
 

@@ -277,7 +277,7 @@ class Dispatcher:
                 attempts, created = self._created.get(d, (0, a.at))
                 self._retry_at[d] = retry.next_attempt(attempts + 1, created, time.time(),
                                                        self.config.webhook_max_age,
-                                                       self.config.webhook_retry_schedule, self._rng)
+                                                       self.config.webhook_retry_schedule, self._rng, tried_at=a.at)
         for d in a.delivery_ids:
             self._created.pop(d, None)
         self._finished.append(a)
