@@ -15,6 +15,7 @@ from mailtrack.store import webhooks as wh
 from mailtrack.store.db import open_store
 from mailtrack.store.schema import webhook_deliveries, webhook_outbox
 from mailtrack.store.submit import NewEmail, NewRecipient
+from tests.conftest import _truncate_pg
 from tests.test_delivery_crash import start_service, stop
 from tests.webhook_receiver import Receiver
 
@@ -31,6 +32,8 @@ async def test_kill_9_with_events_pending_loses_none(tmp_path: Path, engine: str
                                                      ) -> None:
     url = f"sqlite:///{tmp_path}/mailtrack.db" if engine == "sqlite" else request.getfixturevalue("pg_schema_url")
     store = open_store(url)
+    if engine == "postgresql":  # the run's schema is shared: start from empty tables, as on SQLite
+        _truncate_pg(store)
     receiver = Receiver().start()
     log = tmp_path / "serve.log"
     try:
